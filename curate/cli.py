@@ -1,0 +1,116 @@
+"""The `curate` command: run, validate, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mixlab import logs
+from mixlab.errors import EXIT_OK, EXIT_RUN_FAILED, MixlabError
+from mixlab.logs import log
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="curate", description="Build a curated pretraining corpus from raw text.")
+    p.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
+    p.add_argument("--verbose", "-v", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="build the corpus a recipe describes")
+    r.add_argument("recipe", type=Path)
+    r.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values")
+    r.add_argument("--output", "-o", type=Path, help="output directory (default: the recipe's output.dir)")
+    r.add_argument("--workers", "-w", type=int, help="worker processes (default: the recipe's executor.workers)")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--resume", dest="fresh", action="store_false", default=False,
+                   help="continue an interrupted run in the output directory (default)")
+    g.add_argument("--fresh", dest="fresh", action="store_true", help="delete the output and start again")
+    r.add_argument("--keep-work", action="store_true", help="keep intermediate files in OUT/.work")
+    r.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
+    v = sub.add_parser("validate", help="check a recipe without running it")
+    v.add_argument("recipe", type=Path)
+    v.add_argument("overrides", nargs="*", metavar="key.path=value")
+    i = sub.add_parser("inspect", help="summarize a built corpus")
+    i.add_argument("output", type=Path)
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from curate.recipe import load_recipe
+    from curate.run import run
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    root = (args.output or recipe.output_dir()).resolve()
+    workers = args.workers or recipe.model.executor.workers
+    if workers < 1:
+        raise MixlabError("--workers must be at least 1")
+    manifest = run(recipe, root, workers, fresh=args.fresh, keep_work=args.keep_work)
+    _print_summary(manifest, root)
+    return EXIT_OK
+
+
+def _print_summary(m: dict, root: Path) -> None:
+    acc = m["accounting"]
+    log.info(f"done: {root}")
+    log.info(f"  read {acc['read']:,} = kept {acc['kept']:,} + removed {acc['removed_total']:,} "
+             f"+ errored {acc['errored']:,}")
+    for step, reasons in acc["removed"].items():
+        if reasons:
+            log.info(f"  {step}: " + ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items())))
+    for d, v in m["domains"].items():
+        log.info(f"  {d:<12} {v['docs']:>9,} docs {v['bytes'] / 1e6:>10,.2f} MB  ~{v['est_tokens']:,} tokens  "
+                 f"weight {m['mixture'].get(d, 0):.3f}")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from curate.plan import build_plan
+    from curate.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    plan = build_plan(recipe)
+    files = sum(len(f) for f in recipe.files)
+    print(f"{args.recipe}: ok — {len(recipe.model.sources)} sources ({files} files, {len(plan.units)} units), "
+          f"steps: {' -> '.join(s.name for s in recipe.steps) or '(none)'}, output: {recipe.output_dir()}")
+    return EXIT_OK
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from curate.layout import Layout, read_json
+
+    lay = Layout(args.output)
+    if not lay.manifest.exists():
+        hint = " (an unfinished run: `curate run` again to resume)" if lay.state.exists() else ""
+        raise MixlabError(f"{args.output}: no manifest.json, not a complete corpus{hint}")
+    m = read_json(lay.manifest)
+    print(f"{m['name']}  recipe {m['recipe_hash'][:12]}  created {m['created_at']}  corpus {m['corpus_sha256'][:16]}")
+    print(f"{'domain':<16}{'docs':>10}{'MB':>10}{'est. tokens':>14}{'shards':>8}{'weight':>8}")
+    for d, v in m["domains"].items():
+        print(f"{d:<16}{v['docs']:>10,}{v['bytes'] / 1e6:>10.2f}{v['est_tokens']:>14,}{len(v['shards']):>8}"
+              f"{m['mixture'].get(d, 0):>8.3f}")
+    acc = m["accounting"]
+    print(f"accounting: read {acc['read']:,} = kept {acc['kept']:,} + removed {acc['removed_total']:,} "
+          f"+ errored {acc['errored']:,}  ({'balanced' if acc['balanced'] else 'NOT BALANCED'})")
+    for step, reasons in acc["removed"].items():
+        print(f"  {step:<14} " + (", ".join(f"{r}: {n:,}" for r, n in sorted(reasons.items())) or "nothing removed"))
+    if m["errors"]["by_kind"]:
+        print("errors: " + ", ".join(f"{k}: {v:,}" for k, v in m["errors"]["by_kind"].items()))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.setup(quiet=args.quiet, verbose=args.verbose)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return {"run": _cmd_run, "validate": _cmd_validate, "inspect": _cmd_inspect}[args.command](args)
+    except MixlabError as e:
+        print(f"curate: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("curate: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_RUN_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""A recipe's steps cut into segments, the unit of scheduling every executor runs the same way.
+
+Segment k: [apply the previous global step] -> map steps -> [emit keys of the next global step].
+Between segments a global step's keys are shuffled into partitions and reduced; the last segment writes the kept
+documents per domain, and finalize cuts them into shards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from curate.readers import DOC_SCHEMA, Unit, plan_units
+from curate.recipe import Recipe, StepSpec
+from curate.steps import REGISTRY, GlobalStep
+
+
+@dataclass
+class Segment:
+    index: int
+    apply: StepSpec | None = None
+    maps: list[StepSpec] = field(default_factory=list)
+    keys: StepSpec | None = None
+
+    @property
+    def steps(self) -> list[StepSpec]:
+        return ([self.apply] if self.apply else []) + self.maps
+
+    @property
+    def last(self) -> bool:
+        return self.keys is None
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    units: list[Unit]
+    segments: list[Segment]
+    schemas: list[pa.Schema]
+    """schemas[k]: columns of the documents leaving segment k (hidden ``_unit``/``_pos`` included)."""
+
+    @property
+    def global_steps(self) -> list[StepSpec]:
+        return [s.keys for s in self.segments if s.keys is not None]
+
+    @property
+    def output_schema(self) -> pa.Schema:
+        last = self.schemas[-1]
+        return pa.schema([f for f in last if not f.name.startswith("_")])
+
+
+def is_global(spec: StepSpec) -> bool:
+    return issubclass(REGISTRY[spec.name], GlobalStep)
+
+
+def build_plan(recipe: Recipe) -> Plan:
+    segments = [Segment(0)]
+    for spec in recipe.steps:
+        if is_global(spec):
+            segments[-1].keys = spec
+            segments.append(Segment(len(segments), apply=spec))
+        else:
+            segments[-1].maps.append(spec)
+    schema = DOC_SCHEMA
+    schemas = []
+    for seg in segments:
+        for spec in seg.steps:
+            for name, dtype in REGISTRY[spec.name].columns.items():
+                if name in schema.names:
+                    raise ValueError(f"steps[{spec.index}] {spec.name}: column {name!r} is already set by a step")
+                schema = schema.append(pa.field(name, dtype))
+        schemas.append(schema)
+    names = [[recipe.source_name(p) for p in files] for files in recipe.files]
+    units = plan_units(recipe.files, recipe.model.sources, names)
+    return Plan(recipe, units, segments, schemas)

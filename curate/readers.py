@@ -1,0 +1,276 @@
+"""Source readers: files -> Arrow batches of documents, and an error record for everything that cannot be read.
+
+Every reader yields ``(docs, errors)`` pairs. ``docs`` has the document columns plus the hidden ordering columns
+``_unit`` and ``_pos`` (the record's position in its unit, fixed by the input alone); ``errors`` lists records that
+could not be read, with their source location. A file-level failure (truncated gzip, unreadable path, a Parquet file
+without the text column) becomes one error record for that file and the records read before it are kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from curate.recipe import Source
+
+DOC_SCHEMA = pa.schema([
+    ("id", pa.string()), ("text", pa.string()), ("domain", pa.string()), ("source", pa.string()),
+    ("_unit", pa.int32()), ("_pos", pa.int64()),
+])
+ERROR_SCHEMA = pa.schema([
+    ("source", pa.string()), ("location", pa.string()), ("kind", pa.string()), ("error", pa.string()),
+    ("raw", pa.string()), ("_unit", pa.int32()), ("_pos", pa.int64()),
+])
+RAW_PREVIEW = 2000
+BATCH_TEXT_BYTES = 64 * 2**20
+FILE_LEVEL_POS = -1
+
+
+@dataclass
+class Unit:
+    """The unit of parallel work: files of one source, read in order."""
+
+    index: int
+    source_index: int
+    source: Source
+    files: list[Path]
+    names: list[str]
+
+
+class _Batcher:
+    def __init__(self, unit: Unit, batch_size: int) -> None:
+        self.unit, self.batch_size = unit, batch_size
+        self.docs: dict[str, list] = {k: [] for k in DOC_SCHEMA.names}
+        self.errors: dict[str, list] = {k: [] for k in ERROR_SCHEMA.names}
+        self.text_bytes = 0
+
+    def doc(self, doc_id: str, text: str, source: str, pos: int) -> None:
+        d = self.docs
+        d["id"].append(doc_id), d["text"].append(text), d["domain"].append(self.unit.source.domain)
+        d["source"].append(source), d["_unit"].append(self.unit.index), d["_pos"].append(pos)
+        self.text_bytes += len(text)
+
+    def error(self, source: str, location: str, kind: str, error: str, raw: Any, pos: int) -> None:
+        if isinstance(raw, (bytes, bytearray)):
+            raw = bytes(raw[:RAW_PREVIEW]).decode("utf-8", "backslashreplace")
+        elif raw is not None:
+            raw = str(raw)[:RAW_PREVIEW]
+        e = self.errors
+        e["source"].append(source), e["location"].append(location), e["kind"].append(kind)
+        e["error"].append(error), e["raw"].append(raw), e["_unit"].append(self.unit.index), e["_pos"].append(pos)
+
+    def full(self) -> bool:
+        return len(self.docs["id"]) >= self.batch_size or self.text_bytes >= BATCH_TEXT_BYTES
+
+    def flush(self) -> tuple[pa.Table, pa.Table]:
+        docs = pa.Table.from_pydict(self.docs, schema=DOC_SCHEMA)
+        errors = pa.Table.from_pydict(self.errors, schema=ERROR_SCHEMA)
+        for col in self.docs.values():
+            col.clear()
+        for col in self.errors.values():
+            col.clear()
+        self.text_bytes = 0
+        return docs, errors
+
+
+def _check_text(b: _Batcher, text: Any, field: str, name: str, loc: str, raw: Any, pos: int, limit: int) -> bool:
+    if text is None:
+        b.error(name, loc, "missing_field", f"no text field {field!r}", raw, pos)
+    elif not isinstance(text, str):
+        b.error(name, loc, "bad_type", f"text field {field!r} is {type(text).__name__}, not a string", raw, pos)
+    elif not text.strip():
+        b.error(name, loc, "empty_text", "text is empty or only whitespace", raw, pos)
+    elif len(text) > limit and len(text.encode("utf-8")) > limit:
+        b.error(name, loc, "too_large", f"document is {len(text.encode()) / 2**20:.1f} MiB, over "
+                f"max_doc_bytes ({limit / 2**20:.1f} MiB)", text[:RAW_PREVIEW], pos)
+    else:
+        return True
+    return False
+
+
+def _open_stream(path: Path, fmt: str) -> IO[bytes]:
+    raw = open(path, "rb")
+    if fmt == "jsonl.gz":
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw), buffer_size=1 << 20)  # type: ignore[arg-type]
+    if fmt == "jsonl.zst":
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 20)
+    return io.BufferedReader(raw, buffer_size=1 << 20)
+
+
+def _doc_id(rec: dict, id_field: str | None, name: str, lineno: int) -> str | None:
+    if id_field is None:
+        return f"{name}:{lineno}"
+    value = rec.get(id_field)
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
+def _read_jsonl(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
+    src = b.unit.source
+    base = file_index << 40
+    lineno = 0
+    with _open_stream(path, src.format or "jsonl") as stream:
+        for line in stream:
+            lineno += 1
+            if not line.strip():
+                continue
+            loc, pos = f"line {lineno}", base + lineno
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                try:
+                    line.decode("utf-8")
+                    b.error(name, loc, "bad_json", f"malformed JSON: {e}", line, pos)
+                except UnicodeDecodeError as u:
+                    b.error(name, loc, "bad_utf8", f"invalid UTF-8 at byte {u.start}", line, pos)
+            else:
+                if not isinstance(rec, dict):
+                    b.error(name, loc, "bad_json", f"expected a JSON object, got {type(rec).__name__}", line, pos)
+                elif _check_text(b, rec.get(src.text_field), src.text_field, name, loc, line, pos,
+                                 src.max_doc_bytes):
+                    doc_id = _doc_id(rec, src.id_field, name, lineno)
+                    if doc_id is None:
+                        b.error(name, loc, "missing_field", f"no usable id field {src.id_field!r}", line, pos)
+                    else:
+                        b.doc(doc_id, rec[src.text_field], name, pos)
+            if b.full():
+                yield b.flush()
+
+
+def _read_parquet(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
+    src = b.unit.source
+    pf = pq.ParquetFile(path)
+    cols = pf.schema_arrow.names
+    for field in [src.text_field] + ([src.id_field] if src.id_field else []):
+        if field not in cols:
+            raise _FileError("missing_field", f"no column {field!r} (columns: {', '.join(cols)})")
+    if not pa.types.is_string(pf.schema_arrow.field(src.text_field).type) and \
+            not pa.types.is_large_string(pf.schema_arrow.field(src.text_field).type):
+        raise _FileError("bad_type", f"column {src.text_field!r} is {pf.schema_arrow.field(src.text_field).type}, "
+                                     "not a string")
+    row = 0
+    wanted = [src.text_field] + ([src.id_field] if src.id_field and src.id_field != src.text_field else [])
+    for batch in pf.iter_batches(batch_size=b.batch_size, columns=wanted):
+        texts = batch.column(src.text_field).to_pylist()
+        ids = batch.column(src.id_field).to_pylist() if src.id_field else None
+        for k, text in enumerate(texts):
+            loc, pos = f"row {row}", (file_index << 40) + row
+            if _check_text(b, text, src.text_field, name, loc, None, pos, src.max_doc_bytes):
+                doc_id = f"{name}:{row}" if ids is None else (None if ids[k] is None else str(ids[k]))
+                if doc_id is None:
+                    b.error(name, loc, "missing_field", f"id column {src.id_field!r} is null", None, pos)
+                else:
+                    b.doc(doc_id, text, name, pos)
+            row += 1
+            if b.full():
+                yield b.flush()
+
+
+def _read_lines(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
+    src = b.unit.source
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            loc, pos = f"line {lineno}", (file_index << 40) + lineno
+            try:
+                text = line.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as u:
+                b.error(name, loc, "bad_utf8", f"invalid UTF-8 at byte {u.start}", line, pos)
+            else:
+                if _check_text(b, text, "line", name, loc, None, pos, src.max_doc_bytes):
+                    b.doc(f"{name}:{lineno}", text, name, pos)
+            if b.full():
+                yield b.flush()
+
+
+def _read_txt(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
+    src = b.unit.source
+    data = path.read_bytes()
+    pos = file_index << 40
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as u:
+        b.error(name, "file", "bad_utf8", f"invalid UTF-8 at byte {u.start}", data[max(0, u.start - 200):], pos)
+    else:
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        if _check_text(b, text, "file", name, "file", None, pos, src.max_doc_bytes):
+            b.doc(name, text, name, pos)
+    if b.full():
+        yield b.flush()
+
+
+class _FileError(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+_READERS = {"jsonl": _read_jsonl, "jsonl.gz": _read_jsonl, "jsonl.zst": _read_jsonl,
+            "parquet": _read_parquet, "lines": _read_lines, "txt": _read_txt}
+
+
+def read_unit(unit: Unit, batch_size: int) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Yield ``(docs, errors)`` batches for every file of ``unit``, in order.
+
+    Raises :class:`FileFailure` for a file-level problem when the source says ``on_error: fail``.
+    """
+    b = _Batcher(unit, batch_size)
+    reader = _READERS[unit.source.format or "jsonl"]
+    for file_index, (path, name) in enumerate(zip(unit.files, unit.names)):
+        try:
+            yield from reader(b, path, name, file_index)
+        except _FileError as e:
+            _file_error(b, unit, name, e.kind, str(e), file_index)
+        except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as e:
+            _file_error(b, unit, name, "corrupt_file", f"compressed stream is truncated or corrupt: {e}", file_index)
+        except (pa.ArrowInvalid, OSError) as e:
+            kind = "unreadable" if isinstance(e, OSError) and not isinstance(e, pa.ArrowException) else "corrupt_file"
+            _file_error(b, unit, name, kind, f"{type(e).__name__}: {e}", file_index)
+    if b.docs["id"] or b.errors["source"]:
+        yield b.flush()
+
+
+class FileFailure(Exception):
+    """A file-level problem under ``on_error: fail``."""
+
+
+def _file_error(b: _Batcher, unit: Unit, name: str, kind: str, message: str, file_index: int) -> None:
+    if unit.source.on_error == "fail":
+        raise FileFailure(f"{name}: {message}")
+    b.error(name, "file", kind, message, None, (file_index << 40) + (2**40 - 1))
+
+
+def plan_units(files_per_source: list[list[Path]], sources: list[Source], names: list[list[str]],
+               txt_unit_bytes: int = 32 * 2**20, txt_unit_files: int = 2000) -> list[Unit]:
+    """Cut the inputs into units of work: one per file, except `txt` sources whose files are grouped."""
+    units: list[Unit] = []
+    for si, (source, files, fnames) in enumerate(zip(sources, files_per_source, names)):
+        if source.format == "txt":
+            group: list[int] = []
+            size = 0
+            for k, f in enumerate(files):
+                try:
+                    fsize = f.stat().st_size
+                except OSError:
+                    fsize = 0
+                if group and (size + fsize > txt_unit_bytes or len(group) >= txt_unit_files):
+                    units.append(Unit(len(units), si, source, [files[i] for i in group], [fnames[i] for i in group]))
+                    group, size = [], 0
+                group.append(k)
+                size += fsize
+            if group:
+                units.append(Unit(len(units), si, source, [files[i] for i in group], [fnames[i] for i in group]))
+        else:
+            for f, n in zip(files, fnames):
+                units.append(Unit(len(units), si, source, [f], [n]))
+    return units

@@ -1,0 +1,13 @@
+"""Registered curation steps. A recipe names a step by its ``name``; its params are validated by ``Params``."""
+
+from __future__ import annotations
+
+from curate.steps.base import GlobalStep, MapStep, Step
+from curate.steps.exact_dedup import ExactDedup
+from curate.steps.line_dedup import LineDedup
+from curate.steps.normalize import Normalize
+from curate.steps.quality import Quality
+
+REGISTRY: dict[str, type[Step]] = {cls.name: cls for cls in (Normalize, ExactDedup, LineDedup, Quality)}
+
+__all__ = ["REGISTRY", "Step", "MapStep", "GlobalStep"]

@@ -1,0 +1,358 @@
+"""The tasks of a plan: what one worker does for one unit, one partition or one domain.
+
+Executors only decide where and when tasks run; the tasks themselves are the same everywhere. Every task writes its
+files atomically, then its stats, then its marker, and returns nothing an executor must keep.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+
+from curate.layout import Layout, read_json, write_json_atomic
+from curate.parquet_io import AtomicWriter, ShardWriter
+from curate.plan import Plan, Segment
+from curate.readers import ERROR_SCHEMA, read_unit
+from curate.recipe import KeepRemoved, StepSpec
+from curate.steps import REGISTRY, GlobalStep, MapStep, Step
+from curate.steps.base import Decisions, StepContext, histogram
+
+REMOVED_EXTRA = pa.schema([("reason", pa.string()), ("step", pa.string())])
+
+
+class Worker:
+    """Per-process state: step instances (models loaded once) and cached decisions."""
+
+    def __init__(self, plan: Plan, root: Path) -> None:
+        self.plan, self.layout = plan, Layout(root)
+        r = plan.recipe.model
+        self.ctx = StepContext(seed=r.seed, partitions=r.executor.partitions)
+        self._steps: dict[str, Step] = {}
+        self._decisions: dict[str, Decisions] = {}
+
+    def step(self, spec: StepSpec) -> Step:
+        if spec.name not in self._steps:
+            inst = REGISTRY[spec.name](spec.params, self.ctx)
+            inst.setup()
+            self._steps[spec.name] = inst
+        return self._steps[spec.name]
+
+    def decisions(self, spec: StepSpec) -> Decisions:
+        if spec.name not in self._decisions:
+            P = self.ctx.partitions
+            cache: dict[int, pa.Table] = {}
+
+            def load(p: int) -> pa.Table:
+                if p not in cache:
+                    cache[p] = pq.read_table(self.layout.decisions(spec.name, p))
+                return cache[p]
+
+            self._decisions[spec.name] = Decisions(loader=load, count=P)
+        return self._decisions[spec.name]
+
+
+def map_task_id(seg: int, unit: int) -> str:
+    return f"seg{seg}/u{unit:06d}"
+
+
+def reduce_task_id(step: str, part: int) -> str:
+    return f"reduce/{step}/p{part:04d}"
+
+
+def _split_by_domain(batch: pa.Table, domains: list[str] | None) -> tuple[pa.Table, pa.Table, np.ndarray | None]:
+    if domains is None:
+        return batch, batch.slice(0, 0), None
+    mask = pc.is_in(batch["domain"], value_set=pa.array(domains)).to_numpy(zero_copy_only=False)
+    return batch.filter(pa.array(mask)), batch.filter(pa.array(~mask)), mask
+
+
+def _merge_back(inside: pa.Table, outside: pa.Table, mask: np.ndarray | None, step: Step) -> pa.Table:
+    if mask is None:
+        return inside
+    for name, dtype in step.columns.items():
+        outside = outside.append_column(name, pa.nulls(outside.num_rows, dtype))
+    both = pa.concat_tables([inside.select(outside.column_names), outside])
+    order = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
+    return both.take(pa.array(np.argsort(order, kind="stable")))
+
+
+class _StepStats:
+    def __init__(self) -> None:
+        self.documents_in = 0
+        self.removed: Counter[str] = Counter()
+        self.hist: dict[str, np.ndarray] = {}
+
+    def add_hist(self, step: Step, batch: pa.Table) -> None:
+        for col, edges in step.histograms.items():
+            counts = np.asarray(histogram(batch[col].combine_chunks(), edges))
+            self.hist[col] = self.hist.get(col, 0) + counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"documents_in": self.documents_in, "removed": dict(sorted(self.removed.items())),
+                "histograms": {k: v.tolist() for k, v in self.hist.items()}}
+
+
+def _run_step(w: Worker, spec: StepSpec, batch: pa.Table, stats: _StepStats,
+              apply_global: bool) -> tuple[pa.Table, pa.Array]:
+    step = w.step(spec)
+    inside, outside, mask = _split_by_domain(batch, spec.params.domains)
+    stats.documents_in += inside.num_rows
+    if inside.num_rows:
+        if apply_global:
+            assert isinstance(step, GlobalStep)
+            inside, why = step.apply(inside, w.decisions(spec))
+        else:
+            assert isinstance(step, MapStep)
+            inside = step.annotate(inside)
+            why = step.decide(inside)
+        for name, dtype in step.columns.items():
+            i = inside.schema.get_field_index(name)
+            inside = inside.set_column(i, name, inside[name].cast(dtype))
+        stats.add_hist(step, inside)
+    else:
+        for name, dtype in step.columns.items():
+            inside = inside.append_column(name, pa.nulls(0, dtype))
+        why = pa.nulls(0, pa.string())
+    if mask is not None:
+        full_why = np.full(batch.num_rows, None, dtype=object)
+        full_why[np.flatnonzero(mask)] = np.asarray(why.to_pylist(), dtype=object)
+        why = pa.array(full_why.tolist(), pa.string())
+    merged = _merge_back(inside, outside, mask, step)
+    return merged, why
+
+
+class _RemovedSink:
+    """Removed documents of one step and unit: all, none, or the ``N`` with the smallest seeded hash of their id
+    (a sample that is the same whatever the workers, and merges across units by taking the N smallest again)."""
+
+    def __init__(self, path: Path, schema: pa.Schema, policy: Any, seed: int, compression: str) -> None:
+        self.policy, self.seed = policy, seed
+        self.schema = schema.append(pa.field("reason", pa.string())).append(pa.field("_sample_key", pa.uint64()))
+        self.rows = 0
+        self._w = AtomicWriter(path, self.schema, compression) if policy != "none" else None
+        self._held: list[pa.Table] = []
+
+    def add(self, removed: pa.Table, why: pa.Array) -> None:
+        if self._w is None or removed.num_rows == 0:
+            return
+        keys = pa.array(np.fromiter((xxhash.xxh3_64_intdigest(i, seed=self.seed & 0xFFFFFFFF)
+                                     for i in removed["id"].cast(pa.binary()).to_pylist()), np.uint64, removed.num_rows))
+        t = removed.append_column("reason", why).append_column("_sample_key", keys)
+        if isinstance(self.policy, KeepRemoved):
+            self._held.append(t)
+            held = pa.concat_tables(self._held)
+            if held.num_rows > 4 * self.policy.sample:
+                held = _smallest(held, self.policy.sample)
+            self._held = [held]
+        else:
+            self._w.write(t)
+
+    def close(self) -> None:
+        if self._w is None:
+            return
+        if self._held:
+            held = _smallest(pa.concat_tables(self._held), self.policy.sample)
+            self._w.write(held.sort_by([("_unit", "ascending"), ("_pos", "ascending")]))
+        self._w.close()
+
+
+def _smallest(t: pa.Table, n: int) -> pa.Table:
+    if t.num_rows <= n:
+        return t
+    idx = pc.select_k_unstable(t, k=n, sort_keys=[("_sample_key", "ascending"), ("_unit", "ascending"),
+                                                  ("_pos", "ascending")])
+    return t.take(idx)
+
+
+def _input_batches(w: Worker, seg: Segment, unit_index: int, errors: AtomicWriter | None,
+                   counters: dict[str, int]) -> Iterator[pa.Table]:
+    batch_size = w.plan.recipe.model.executor.batch_size
+    if seg.index == 0:
+        unit = w.plan.units[unit_index]
+        for docs, errs in read_unit(unit, batch_size):
+            counters["read"] += docs.num_rows + errs.num_rows
+            counters["errored"] += errs.num_rows
+            if errors is not None:
+                errors.write(errs)
+            if docs.num_rows:
+                yield docs
+    else:
+        pf = pq.ParquetFile(w.layout.segment_out(seg.index - 1, unit_index))
+        for rb in pf.iter_batches(batch_size=batch_size):
+            yield pa.Table.from_batches([rb])
+
+
+def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
+    """Run segment ``seg`` on one unit: read or load its documents, run the steps, write what each produces."""
+    lay, plan = w.layout, w.plan
+    out_cfg = plan.recipe.model.output
+    task = map_task_id(seg.index, unit_index)
+    in_schema = plan.schemas[seg.index - 1] if seg.index else None
+    counters = {"read": 0, "errored": 0, "kept": 0}
+    errors = AtomicWriter(lay.errors_out(unit_index), ERROR_SCHEMA, out_cfg.compression) if seg.index == 0 else None
+    stats = {spec.name: _StepStats() for spec in seg.steps}
+    sinks: dict[str, _RemovedSink] = {}
+    schema = plan.schemas[seg.index]
+    running = in_schema or plan.schemas[0]
+    for spec in seg.steps:
+        for name, dtype in REGISTRY[spec.name].columns.items():
+            running = running.append(pa.field(name, dtype))
+        sinks[spec.name] = _RemovedSink(lay.removed_out(spec.name, unit_index), running, out_cfg.keep_removed,
+                                        plan.recipe.model.seed, out_cfg.compression)
+    kept_writers: dict[str, AtomicWriter] = {}
+    spill: dict[int, AtomicWriter] = {}
+    key_step = w.step(seg.keys) if seg.keys else None
+    P = w.ctx.partitions
+
+    def kept_writer(domain: str) -> AtomicWriter:
+        if domain not in kept_writers:
+            path = lay.final_out(domain, unit_index) if seg.last else lay.segment_out(seg.index, unit_index)
+            kept_writers[domain] = AtomicWriter(path, schema, out_cfg.compression)
+        return kept_writers[domain]
+
+    if not seg.last:
+        kept_writer("")
+    for batch in _input_batches(w, seg, unit_index, errors, counters):
+        for spec in seg.steps:
+            batch, why = _run_step(w, spec, batch, stats[spec.name], apply_global=(spec is seg.apply))
+            removed_mask = pc.is_valid(why)
+            n_removed = pc.sum(removed_mask).as_py() or 0
+            if n_removed:
+                stats[spec.name].removed.update(pc.filter(why, removed_mask).to_pylist())
+                sinks[spec.name].add(batch.filter(removed_mask), pc.filter(why, removed_mask))
+                batch = batch.filter(pc.invert(removed_mask))
+            if batch.num_rows == 0:
+                break
+        if batch.num_rows == 0:
+            continue
+        counters["kept"] += batch.num_rows
+        if seg.last:
+            for domain in pc.unique(batch["domain"]).to_pylist():
+                kept_writer(domain).write(batch.filter(pc.equal(batch["domain"], domain)))
+        else:
+            kept_writer("").write(batch)
+        if key_step is not None:
+            sub, _, _ = _split_by_domain(batch, seg.keys.params.domains)
+            if sub.num_rows:
+                assert isinstance(key_step, GlobalStep)
+                keys = key_step.keys(sub)
+                part = pc.cast(pc.bit_wise_and(keys["_part_key"], pa.scalar(2**63 - 1, pa.uint64())),
+                               pa.uint64())
+                part_ids = (part.to_numpy() % np.uint64(P)).astype(np.int64)
+                for p in np.unique(part_ids):
+                    if p not in spill:
+                        spill[p] = AtomicWriter(lay.spill(seg.keys.name, int(p), unit_index), key_step.key_schema,
+                                                "none")
+                    spill[p].write(keys.filter(pa.array(part_ids == p)))
+    for wr in [*kept_writers.values(), *spill.values()]:
+        wr.close()
+    for sink in sinks.values():
+        sink.close()
+    if errors is not None:
+        errors.close()
+    write_json_atomic(lay.task_stats(task), {
+        **counters, "steps": {name: st.to_json() for name, st in stats.items()},
+    })
+    lay.mark_done(task)
+
+
+def run_reduce(w: Worker, spec: StepSpec, part: int) -> None:
+    lay = w.layout
+    step = w.step(spec)
+    assert isinstance(step, GlobalStep)
+    files = sorted((lay.work / "shuffle" / spec.name / f"p{part:04d}").glob("u*.parquet"))
+    table = pa.concat_tables([pq.read_table(f) for f in files]) if files else step.key_schema.empty_table()
+    decisions, counters = step.reduce(table)
+    out = AtomicWriter(lay.decisions(spec.name, part), decisions.schema, "zstd")
+    out.write(decisions)
+    out.close()
+    task = reduce_task_id(spec.name, part)
+    write_json_atomic(lay.task_stats(task), counters)
+    lay.mark_done(task)
+
+
+def run_finalize_domain(w: Worker, domain: str) -> None:
+    """Concatenate one domain's kept documents in input order and cut them into shards."""
+    lay, plan = w.layout, w.plan
+    cfg = plan.recipe.model.output
+    files = sorted((lay.work / "final" / domain).glob("u*.parquet"))
+    out_schema = plan.output_schema
+    writer = ShardWriter(lay.data / domain, lay.root, out_schema, cfg.compression, cfg.shard_docs, cfg.shard_bytes)
+    for f in files:
+        for rb in pq.ParquetFile(f).iter_batches(batch_size=plan.recipe.model.executor.batch_size):
+            writer.write(pa.Table.from_batches([rb]).select(out_schema.names))
+    shards = writer.close()
+    task = f"finalize/data/{domain}"
+    write_json_atomic(lay.task_stats(task), {"shards": shards})
+    lay.mark_done(task)
+
+
+def run_finalize_side(w: Worker, what: str) -> None:
+    """Consolidate removed documents of one step (``what`` = step name) or the error records (``errors``)."""
+    lay, plan = w.layout, w.plan
+    cfg = plan.recipe.model.output
+    if what == "errors":
+        files = sorted((lay.work / "errors").glob("u*.parquet"))
+        target, schema = lay.errors, pa.schema([f for f in ERROR_SCHEMA if not f.name.startswith("_")])
+        sample = None
+    else:
+        files = sorted((lay.work / "removed" / what).glob("u*.parquet"))
+        target = lay.removed(what)
+        sample = cfg.keep_removed.sample if isinstance(cfg.keep_removed, KeepRemoved) else None
+        schema = None
+    tables_iter: Iterator[pa.Table]
+    if sample is not None and files:
+        held = _smallest(pa.concat_tables([pq.read_table(f) for f in files]), sample)
+        tables_iter = iter([held.sort_by([("_unit", "ascending"), ("_pos", "ascending")])])
+    else:
+        tables_iter = (pa.Table.from_batches([rb]) for f in files for rb in pq.ParquetFile(f).iter_batches())
+    writer: ShardWriter | None = None
+    for t in tables_iter:
+        t = t.select([c for c in t.column_names if not c.startswith("_")])
+        if t.num_rows == 0:
+            continue
+        if writer is None:
+            writer = ShardWriter(target, lay.root, schema or t.schema, cfg.compression, cfg.shard_docs,
+                                 cfg.shard_bytes)
+        writer.write(t)
+    shards = writer.close() if writer else []
+    target.mkdir(parents=True, exist_ok=True)
+    task = f"finalize/{'errors' if what == 'errors' else 'removed/' + what}"
+    write_json_atomic(lay.task_stats(task), {"shards": shards})
+    lay.mark_done(task)
+
+
+def collect_map_stats(lay: Layout, plan: Plan) -> dict[str, Any]:
+    """Sum per-unit stats: corpus counters and per-step counters/histograms."""
+    total = {"read": 0, "errored": 0}
+    steps: dict[str, dict[str, Any]] = {}
+    for seg in plan.segments:
+        for u in range(len(plan.units)):
+            s = read_json(lay.task_stats(map_task_id(seg.index, u)))
+            if seg.index == 0:
+                total["read"] += s["read"]
+                total["errored"] += s["errored"]
+            for name, st in s["steps"].items():
+                acc = steps.setdefault(name, {"documents_in": 0, "removed": Counter(), "histograms": {}})
+                acc["documents_in"] += st["documents_in"]
+                acc["removed"].update(st["removed"])
+                for col, counts in st["histograms"].items():
+                    prev = acc["histograms"].get(col)
+                    acc["histograms"][col] = counts if prev is None else [a + b for a, b in zip(prev, counts)]
+    for spec in plan.global_steps:
+        red: Counter[str] = Counter()
+        for p in range(plan.recipe.model.executor.partitions):
+            red.update(read_json(lay.task_stats(reduce_task_id(spec.name, p))))
+        steps[spec.name]["reduce"] = dict(red)
+    return {"totals": total, "steps": steps}
+
+
+__all__ = ["Worker", "run_map", "run_reduce", "run_finalize_domain", "run_finalize_side", "collect_map_stats",
+           "map_task_id", "reduce_task_id"]

@@ -1,0 +1,1 @@
+"""`train`: corpus -> tokenizer -> continued pretraining -> LoRA SFT; mixture ablations."""
