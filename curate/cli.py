@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run in the output directory (default)")
     g.add_argument("--fresh", dest="fresh", action="store_true", help="delete the output and start again")
     r.add_argument("--keep-work", action="store_true", help="keep intermediate files in OUT/.work")
-    r.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
+    r.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     v = sub.add_parser("validate", help="check a recipe without running it")
     v.add_argument("recipe", type=Path)
     v.add_argument("overrides", nargs="*", metavar="key.path=value")
@@ -99,7 +99,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     logs.setup(quiet=args.quiet, verbose=args.verbose)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from curate.recipe import Source
+from mixlab.errors import RunError
 
 DOC_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("domain", pa.string()), ("source", pa.string()),
@@ -89,7 +90,7 @@ def _check_text(b: _Batcher, text: Any, field: str, name: str, loc: str, raw: An
         b.error(name, loc, "bad_type", f"text field {field!r} is {type(text).__name__}, not a string", raw, pos)
     elif not text.strip():
         b.error(name, loc, "empty_text", "text is empty or only whitespace", raw, pos)
-    elif len(text) > limit and len(text.encode("utf-8")) > limit:
+    elif len(text) > limit // 4 and len(text.encode("utf-8")) > limit:  # a character is 1 to 4 bytes
         b.error(name, loc, "too_large", f"document is {len(text.encode()) / 2**20:.1f} MiB, over "
                 f"max_doc_bytes ({limit / 2**20:.1f} MiB)", text[:RAW_PREVIEW], pos)
     else:
@@ -97,12 +98,50 @@ def _check_text(b: _Batcher, text: Any, field: str, name: str, loc: str, raw: An
     return False
 
 
+class _ZstdFrames(io.RawIOBase):
+    """Concatenated zstd frames as a raw stream; a stream that ends inside a frame raises ``ZstdError``.
+
+    (zstandard's ``stream_reader`` ends a truncated stream with a silent EOF: the cut would go unrecorded.)
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw, self._dctx = raw, zstandard.ZstdDecompressor()
+        self._frame: Any = None
+        self._out = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        while not self._out:
+            data = b""
+            if self._frame is not None and self._frame.eof:
+                data, self._frame = self._frame.unused_data, None
+            data = data or self._raw.read(1 << 16)
+            if not data:
+                if self._frame is not None:
+                    raise zstandard.ZstdError("stream ends inside a frame")
+                return 0
+            if self._frame is None:
+                self._frame = self._dctx.decompressobj()
+            self._out = memoryview(self._frame.decompress(data))
+        n = min(len(buf), len(self._out))
+        buf[:n], self._out = self._out[:n], self._out[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def _open_stream(path: Path, fmt: str) -> IO[bytes]:
-    raw = open(path, "rb")
     if fmt == "jsonl.gz":
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw), buffer_size=1 << 20)  # type: ignore[arg-type]
+        # not wrapped in a bigger buffer: a buffered read of GzipFile loops until its size is filled, so a
+        # truncated stream would take every line still in that buffer down with it
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    raw = open(path, "rb")
     if fmt == "jsonl.zst":
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), 1 << 20)
+        return io.BufferedReader(_ZstdFrames(raw), 1 << 20)
     return io.BufferedReader(raw, buffer_size=1 << 20)
 
 
@@ -240,8 +279,8 @@ def read_unit(unit: Unit, batch_size: int) -> Iterator[tuple[pa.Table, pa.Table]
         yield b.flush()
 
 
-class FileFailure(Exception):
-    """A file-level problem under ``on_error: fail``."""
+class FileFailure(RunError):
+    """A file-level problem under ``on_error: fail``: the run fails (exit 1) with one line naming the file."""
 
 
 def _file_error(b: _Batcher, unit: Unit, name: str, kind: str, message: str, file_index: int) -> None:

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
+
+
+@pytest.fixture(scope="session")
+def quickstart_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quickstart recipe built once for the whole session (2 workers)."""
+    from curate.cli import main
+
+    out = tmp_path_factory.mktemp("quickstart") / "out"
+    assert main(["--quiet", "run", str(QUICKSTART), "--output", str(out), "--workers", "2"]) == 0
+    return out
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path) -> Callable[..., Path]:
+    """Write a recipe dict as YAML into tmp_path; output goes to tmp_path/out unless given."""
+
+    def write(recipe: dict[str, Any], name: str = "recipe.yaml") -> Path:
+        recipe = dict(recipe)
+        recipe.setdefault("name", "test")
+        recipe.setdefault("output", {"dir": str(tmp_path / "out")})
+        recipe.setdefault("executor", {"workers": 1})
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+        return path
+
+    return write
+
+
+def copy_quickstart_data(dst: Path) -> Path:
+    src = ROOT / "recipes" / "data" / "quickstart"
+    shutil.copytree(src, dst / "data" / "quickstart")
+    return dst
+
+
+def build_corpus(tmp_path: Path, docs: dict[str, list[str]], steps: list[Any], **recipe: Any) -> Path:
+    """Write ``docs`` (domain -> texts) as one jsonl file per domain, run ``steps`` on them, return the output."""
+    import json
+
+    from curate.cli import main
+
+    sources = []
+    for domain, texts in docs.items():
+        f = tmp_path / f"{domain}.jsonl"
+        f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+        sources.append({"path": f.name, "format": "jsonl", "domain": domain})
+    out = tmp_path / recipe.pop("out_name", "out")
+    spec = {"name": "t", "sources": sources, "steps": steps, "output": {"dir": str(out)},
+            "executor": {"workers": 1}, **recipe}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    assert main(["--quiet", "run", str(path), "--fresh"]) == 0
+    return out
+
+
+def kept(out: Path, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    for f in sorted((out / "data").rglob("*.parquet")):
+        rows += pq.read_table(f, columns=columns).to_pylist()
+    return rows
+
+
+def removed(out: Path, step: str) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    for f in sorted((out / "removed" / step).glob("*.parquet")):
+        rows += pq.read_table(f).to_pylist()
+    return rows
