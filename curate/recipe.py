@@ -178,7 +178,7 @@ def _expand(base: Path, source: Source, i: int) -> list[Path]:
     return sorted(files)
 
 
-def parse_steps(raw: list[Any]) -> list[StepSpec]:
+def parse_steps(raw: list[Any], source: str = "") -> list[StepSpec]:
     from curate.steps import REGISTRY
 
     specs = []
@@ -196,7 +196,7 @@ def parse_steps(raw: list[Any]) -> list[StepSpec]:
         if not isinstance(params, dict):
             raise ConfigError(f"steps[{i}].{name}: params must be a mapping, got {params!r}")
         cls = REGISTRY[name]
-        specs.append(StepSpec(name, validate(cls.Params, params, prefix=("steps", i)), i))
+        specs.append(StepSpec(name, validate(cls.Params, params, prefix=("steps", i, name), source=source), i))
     seen: dict[str, int] = {}
     for s in specs:
         if s.name in seen:
@@ -211,7 +211,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     data = apply_overrides(load_yaml(path), overrides)
     model = validate(RecipeModel, data, source=str(path))
     base = path.resolve().parent
-    steps = parse_steps(model.steps)
+    steps = parse_steps(model.steps, str(path))
     files = []
     for i, source in enumerate(model.sources):
         found = _expand(base, source, i)

@@ -19,7 +19,7 @@ import xxhash
 from curate.layout import Layout, read_json, write_json_atomic
 from curate.parquet_io import AtomicWriter, ShardWriter
 from curate.plan import Plan, Segment
-from curate.readers import ERROR_SCHEMA, read_unit
+from curate.readers import DOC_SCHEMA, ERROR_SCHEMA, read_unit
 from curate.recipe import KeepRemoved, StepSpec
 from curate.steps import REGISTRY, GlobalStep, MapStep, Step
 from curate.steps.base import Decisions, StepContext, histogram
@@ -200,7 +200,7 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
     stats = {spec.name: _StepStats() for spec in seg.steps}
     sinks: dict[str, _RemovedSink] = {}
     schema = plan.schemas[seg.index]
-    running = in_schema or plan.schemas[0]
+    running = in_schema or DOC_SCHEMA
     for spec in seg.steps:
         for name, dtype in REGISTRY[spec.name].columns.items():
             running = running.append(pa.field(name, dtype))

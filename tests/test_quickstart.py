@@ -118,3 +118,10 @@ def test_inspect_prints_domains_and_accounting(quickstart_out: Path, capsys) -> 
     assert main(["inspect", str(quickstart_out)]) == 0
     out = capsys.readouterr().out
     assert "accounting: read" in out and "balanced" in out and "books" in out
+
+
+def test_removed_shards_have_the_columns_up_to_their_step_and_a_reason(quickstart_out: Path) -> None:
+    names = pq.read_schema(next((quickstart_out / "removed" / "quality").glob("*.parquet"))).names
+    assert len(names) == len(set(names))
+    assert names[:4] == ["id", "text", "domain", "source"] and names[-1] == "reason"
+    assert "q_words" in names and not any(n.startswith("_") for n in names)

@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from curate.steps.base import MapStep, StepParams
 
@@ -41,6 +41,15 @@ class QualityParams(StepParams):
     max_dup_para_chars_ratio: float | None = 0.2
     max_top_ngram_chars_ratio: dict[int, float] | None = Field(default_factory=lambda: dict(TOP_NGRAMS))
     max_dup_ngram_chars_ratio: dict[int, float] | None = Field(default_factory=lambda: dict(DUP_NGRAMS))
+
+    @field_validator("max_top_ngram_chars_ratio", "max_dup_ngram_chars_ratio")
+    @classmethod
+    def _known_n(cls, v: dict[int, float] | None, info: ValidationInfo) -> dict[int, float] | None:
+        allowed = TOP_NGRAMS if info.field_name == "max_top_ngram_chars_ratio" else DUP_NGRAMS
+        bad = sorted(set(v or {}) - set(allowed))
+        if bad:
+            raise ValueError(f"n must be one of {sorted(allowed)}, got {bad}")
+        return v
 
 
 _f32, _i32 = pa.float32(), pa.int32()
