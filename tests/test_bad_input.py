@@ -350,7 +350,7 @@ def test_misspelled_step_param_names_the_key_and_suggests_the_right_one(tmp_path
     r = recipe(source("in.jsonl"), steps=["normalize", {"quality": {"min_wrods": 5}}])
     err = refused(tmp_path, capsys, r, **{"in.jsonl": jsonl({"text": "a"})})
 
-    assert "steps[1].min_wrods: unknown key, did you mean 'min_words'?" in err
+    assert "steps[1].quality.min_wrods: unknown key, did you mean 'min_words'?" in err  # the path as in the YAML
 
 
 def test_unknown_top_level_key_is_refused(tmp_path, capsys):
