@@ -49,6 +49,12 @@ class Layout:
     def decisions(self, step: str, part: int) -> Path:
         return self.work / "decisions" / step / f"p{part:04d}.parquet"
 
+    def combined(self, step: str) -> Path:
+        return self.work / "decisions" / step / "combined.parquet"
+
+    def side(self, step: str, unit: int) -> Path:
+        return self.work / "side" / step / f"u{unit:06d}.arrow"
+
     def task_stats(self, task: str) -> Path:
         return self.work / "stats" / f"{task}.json"
 

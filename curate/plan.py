@@ -14,6 +14,7 @@ import pyarrow as pa
 from curate.readers import DOC_SCHEMA, Unit, plan_units
 from curate.recipe import Recipe, StepSpec
 from curate.steps import REGISTRY, GlobalStep
+from mixlab.errors import ConfigError
 
 
 @dataclass
@@ -66,9 +67,13 @@ def build_plan(recipe: Recipe) -> Plan:
     schemas = []
     for seg in segments:
         for spec in seg.steps:
+            try:
+                REGISTRY[spec.name].check_input(spec.params, schema)
+            except ValueError as e:
+                raise ConfigError(f"steps[{spec.index}].{spec.name}: {e}") from None
             for name, dtype in REGISTRY[spec.name].columns.items():
                 if name in schema.names:
-                    raise ValueError(f"steps[{spec.index}] {spec.name}: column {name!r} is already set by a step")
+                    raise ConfigError(f"steps[{spec.index}] {spec.name}: column {name!r} is already set by a step")
                 schema = schema.append(pa.field(name, dtype))
         schemas.append(schema)
     names = [[recipe.source_name(p) for p in files] for files in recipe.files]

@@ -19,6 +19,7 @@ from curate.layout import Layout, read_json, write_json_atomic, write_text_atomi
 from curate.mixture import weigh
 from curate.plan import Plan, build_plan
 from curate.recipe import Recipe
+from curate.steps import REGISTRY
 from mixlab import __version__
 from mixlab import logs
 from mixlab.errors import ConfigError, MixlabError, RunError
@@ -55,6 +56,7 @@ def prepare_output(recipe: Recipe, root: Path, fresh: bool) -> str:
 
 def run(recipe: Recipe, root: Path, workers: int, fresh: bool = False, keep_work: bool = False) -> dict[str, Any]:
     """Build the corpus at ``root``; returns the manifest."""
+    plan = build_plan(recipe)
     state = prepare_output(recipe, root, fresh)
     lay = Layout(root)
     if state == "complete":
@@ -62,7 +64,7 @@ def run(recipe: Recipe, root: Path, workers: int, fresh: bool = False, keep_work
         return read_json(lay.manifest)
     handler = logs.add_file(lay.log)
     try:
-        return _run(recipe, lay, state, workers, keep_work)
+        return _run(plan, lay, state, workers, keep_work)
     except MixlabError:
         raise
     except Exception:  # a bug: the traceback goes to the run's log, and up
@@ -74,9 +76,8 @@ def run(recipe: Recipe, root: Path, workers: int, fresh: bool = False, keep_work
         handler.close()
 
 
-def _run(recipe: Recipe, lay: Layout, state: str, workers: int, keep_work: bool) -> dict[str, Any]:
-    root = lay.root
-    plan = build_plan(recipe)
+def _run(plan: Plan, lay: Layout, state: str, workers: int, keep_work: bool) -> dict[str, Any]:
+    root, recipe = lay.root, plan.recipe
     if state == "resume":
         done = len(list(lay.state.rglob("*.done")))
         log.info(f"resuming {root}: {done} tasks already done")
@@ -92,10 +93,14 @@ def _run(recipe: Recipe, lay: Layout, state: str, workers: int, keep_work: bool)
             if seg.keys is not None:
                 todo = [Task(tasks.reduce_task_id(seg.keys.name, p), "reduce", (seg.index, p)) for p in range(P)]
                 ex.run([t for t in todo if not lay.done(t.id)], f"{seg.keys.name} reduce")
+                if REGISTRY[seg.keys.name].has_combine:  # type: ignore[attr-defined]
+                    todo = [Task(tasks.combine_task_id(seg.keys.name), "combine", (seg.index,))]
+                    ex.run([t for t in todo if not lay.done(t.id)], f"{seg.keys.name} combine")
             if seg.index > 0 and not keep_work:
                 shutil.rmtree(lay.work / f"seg{seg.index - 1}", ignore_errors=True)
                 if seg.apply is not None:
-                    shutil.rmtree(lay.work / "shuffle" / seg.apply.name, ignore_errors=True)
+                    for stage in ("shuffle", "side"):
+                        shutil.rmtree(lay.work / stage / seg.apply.name, ignore_errors=True)
         domains = sorted(str(p.relative_to(lay.work / "final")) for p in (lay.work / "final").glob("**/")
                          if any(p.glob("u*.parquet"))) if (lay.work / "final").exists() else []
         final = [Task(f"finalize/data/{d}", "finalize_domain", (d,)) for d in domains]
@@ -132,8 +137,9 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
                      "kept": st["documents_in"] - n_removed, "removed_by_reason": removed_by_step[spec.name],
                      "histograms": {col: {"edges": _edges(spec.name, col), "counts": c}
                                     for col, c in st["histograms"].items()}}
-        if "reduce" in st:
-            stats_doc["reduce"] = st["reduce"]
+        for stage in ("reduce", "combine"):
+            if stage in st:
+                stats_doc[stage] = st[stage]
         write_json_atomic(lay.stats / f"{spec.name}.json", stats_doc)
         funnel.append({"step": spec.name, "documents_in": st["documents_in"], "removed": n_removed})
     totals = collected["totals"]

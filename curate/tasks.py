@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import xxhash
 
 from curate.layout import Layout, read_json, write_json_atomic
-from curate.parquet_io import AtomicWriter, ShardWriter
+from curate.arrow_io import AtomicIPCWriter, AtomicWriter, ShardWriter, read_ipc
 from curate.plan import Plan, Segment
 from curate.readers import DOC_SCHEMA, ERROR_SCHEMA, read_unit
 from curate.recipe import KeepRemoved, StepSpec
 from curate.steps import REGISTRY, GlobalStep, MapStep, Step
-from curate.steps.base import Decisions, StepContext, histogram
+from curate.steps.base import Decisions, SideStore, StepContext, histogram
 
 REMOVED_EXTRA = pa.schema([("reason", pa.string()), ("step", pa.string())])
 
@@ -45,17 +45,28 @@ class Worker:
         return self._steps[spec.name]
 
     def decisions(self, spec: StepSpec) -> Decisions:
+        """What ``apply`` reads: the combined decisions, or else every partition's reduction."""
         if spec.name not in self._decisions:
-            P = self.ctx.partitions
-            cache: dict[int, pa.Table] = {}
-
-            def load(p: int) -> pa.Table:
-                if p not in cache:
-                    cache[p] = pq.read_table(self.layout.decisions(spec.name, p))
-                return cache[p]
-
-            self._decisions[spec.name] = Decisions(loader=load, count=P)
+            combined = self.step(spec).has_combine  # type: ignore[attr-defined]
+            self._decisions[spec.name] = reduced_tables(self.layout, spec.name, self.ctx.partitions, combined)
         return self._decisions[spec.name]
+
+    def side_store(self, spec: StepSpec) -> SideStore | None:
+        step = self.step(spec)
+        if not isinstance(step, GlobalStep) or step.side_schema is None:
+            return None
+        return SideStore([read_ipc(self.layout.side(spec.name, u)) for u in range(len(self.plan.units))])
+
+
+def reduced_tables(lay: Layout, step: str, partitions: int, combined: bool = False) -> Decisions:
+    cache: dict[int, pa.Table] = {}
+
+    def load(p: int) -> pa.Table:
+        if p not in cache:
+            cache[p] = pq.read_table(lay.combined(step) if combined else lay.decisions(step, p))
+        return cache[p]
+
+    return Decisions(loader=load, count=1 if combined else partitions)
 
 
 def map_task_id(seg: int, unit: int) -> str:
@@ -210,6 +221,10 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
     spill: dict[int, AtomicWriter] = {}
     key_step = w.step(seg.keys) if seg.keys else None
     P = w.ctx.partitions
+    ordinal = 0
+    side = None
+    if isinstance(key_step, GlobalStep) and key_step.side_schema is not None:
+        side = AtomicIPCWriter(lay.side(seg.keys.name, unit_index), key_step.side_schema)
 
     def kept_writer(domain: str) -> AtomicWriter:
         if domain not in kept_writers:
@@ -242,16 +257,18 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
             sub, _, _ = _split_by_domain(batch, seg.keys.params.domains)
             if sub.num_rows:
                 assert isinstance(key_step, GlobalStep)
-                keys = key_step.keys(sub)
-                part = pc.cast(pc.bit_wise_and(keys["_part_key"], pa.scalar(2**63 - 1, pa.uint64())),
-                               pa.uint64())
-                part_ids = (part.to_numpy() % np.uint64(P)).astype(np.int64)
+                sub = sub.append_column("_ord", pa.array(np.arange(ordinal, ordinal + sub.num_rows)))
+                ordinal += sub.num_rows
+                keys, side_rows = key_step.keys(sub)
+                if side is not None and side_rows is not None:
+                    side.write(side_rows)
+                part_ids = (keys["_part_key"].to_numpy() % np.uint64(P)).astype(np.int64)
                 for p in np.unique(part_ids):
                     if p not in spill:
                         spill[p] = AtomicWriter(lay.spill(seg.keys.name, int(p), unit_index), key_step.key_schema,
                                                 "none")
                     spill[p].write(keys.filter(pa.array(part_ids == p)))
-    for wr in [*kept_writers.values(), *spill.values()]:
+    for wr in [*kept_writers.values(), *spill.values(), *([side] if side is not None else [])]:
         wr.close()
     for sink in sinks.values():
         sink.close()
@@ -269,11 +286,30 @@ def run_reduce(w: Worker, spec: StepSpec, part: int) -> None:
     assert isinstance(step, GlobalStep)
     files = sorted((lay.work / "shuffle" / spec.name / f"p{part:04d}").glob("u*.parquet"))
     table = pa.concat_tables([pq.read_table(f) for f in files]) if files else step.key_schema.empty_table()
-    decisions, counters = step.reduce(table)
+    decisions, counters = step.reduce(table, w.side_store(spec))
     out = AtomicWriter(lay.decisions(spec.name, part), decisions.schema, "zstd")
     out.write(decisions)
     out.close()
     task = reduce_task_id(spec.name, part)
+    write_json_atomic(lay.task_stats(task), counters)
+    lay.mark_done(task)
+
+
+def combine_task_id(step: str) -> str:
+    return f"combine/{step}"
+
+
+def run_combine(w: Worker, spec: StepSpec) -> None:
+    """The whole-corpus pass of a global step that has one (e.g. connected components of near duplicates)."""
+    lay = w.layout
+    step = w.step(spec)
+    assert isinstance(step, GlobalStep)
+    reduced = reduced_tables(lay, spec.name, w.ctx.partitions)
+    decisions, counters = step.combine(reduced, w.side_store(spec), lay.root)
+    out = AtomicWriter(lay.combined(spec.name), decisions.schema, "zstd")
+    out.write(decisions.sort_by([("_unit", "ascending"), ("_pos", "ascending")]))
+    out.close()
+    task = combine_task_id(spec.name)
     write_json_atomic(lay.task_stats(task), counters)
     lay.mark_done(task)
 
@@ -351,8 +387,10 @@ def collect_map_stats(lay: Layout, plan: Plan) -> dict[str, Any]:
         for p in range(plan.recipe.model.executor.partitions):
             red.update(read_json(lay.task_stats(reduce_task_id(spec.name, p))))
         steps[spec.name]["reduce"] = dict(red)
+        if lay.task_stats(combine_task_id(spec.name)).exists():
+            steps[spec.name]["combine"] = read_json(lay.task_stats(combine_task_id(spec.name)))
     return {"totals": total, "steps": steps}
 
 
-__all__ = ["Worker", "run_map", "run_reduce", "run_finalize_domain", "run_finalize_side", "collect_map_stats",
-           "map_task_id", "reduce_task_id"]
+__all__ = ["Worker", "run_map", "run_reduce", "run_combine", "run_finalize_domain", "run_finalize_side",
+           "collect_map_stats", "map_task_id", "reduce_task_id", "combine_task_id"]

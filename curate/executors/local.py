@@ -19,7 +19,7 @@ _worker: tasks.Worker | None = None
 @dataclass(frozen=True)
 class Task:
     id: str
-    kind: str  # map | reduce | finalize_domain | finalize_side
+    kind: str  # map | reduce | combine | finalize_domain | finalize_side
     args: tuple[Any, ...]
 
 
@@ -40,6 +40,10 @@ def _run(task: Task) -> str:
         spec = w.plan.segments[seg_index].keys
         assert spec is not None
         tasks.run_reduce(w, spec, part)
+    elif task.kind == "combine":
+        spec = w.plan.segments[task.args[0]].keys
+        assert spec is not None
+        tasks.run_combine(w, spec)
     elif task.kind == "finalize_domain":
         tasks.run_finalize_domain(w, *task.args)
     elif task.kind == "finalize_side":

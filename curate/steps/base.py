@@ -9,7 +9,8 @@ whole corpus and is run as map (``keys``) -> shuffle by key into partitions on d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +46,10 @@ class Step:
     def setup(self) -> None:
         """Load models and other heavy state; called once per worker before the first batch."""
 
+    @classmethod
+    def check_input(cls, params: StepParams, schema: pa.Schema) -> None:
+        """Raise ValueError when the documents reaching the step (``schema``) lack something ``params`` needs."""
+
 
 class MapStep(Step):
     def annotate(self, batch: pa.Table) -> pa.Table:
@@ -57,30 +62,73 @@ class MapStep(Step):
 
 
 class Decisions:
-    """What ``reduce`` wrote for every partition; handed to ``apply``."""
+    """What ``reduce`` (or ``combine``) wrote, one table per partition; handed to ``apply``."""
 
-    def __init__(self, tables: list[pa.Table] | None = None, loader: Any = None, count: int = 0) -> None:
-        self._tables, self._loader, self.count = tables, loader, count
+    def __init__(self, loader: Callable[[int], pa.Table], count: int) -> None:
+        self._loader, self.count = loader, count
+        self._unit: tuple[int, pa.Table] | None = None
 
     def partitions(self) -> Iterator[tuple[int, pa.Table]]:
         for p in range(self.count):
-            yield p, (self._tables[p] if self._tables is not None else self._loader(p))
+            yield p, self._loader(p)
 
     def for_unit(self, unit: int) -> pa.Table:
-        """Rows of every partition whose ``_unit`` column equals ``unit``."""
-        parts = [t.filter(pc.equal(t["_unit"], unit)) for _, t in self.partitions() if t.num_rows]
-        return pa.concat_tables(parts) if parts else pa.table({"_unit": pa.array([], pa.int32())})
+        """Rows of every partition whose ``_unit`` column equals ``unit`` (the last unit asked is cached)."""
+        if self._unit is None or self._unit[0] != unit:
+            parts = [t.filter(pc.equal(t["_unit"], unit)) for _, t in self.partitions() if t.num_rows]
+            self._unit = (unit, pa.concat_tables(parts) if parts else pa.table({"_unit": pa.array([], pa.int32())}))
+        return self._unit[1]
+
+
+class SideStore:
+    """Per-document data a global step wrote in its map phase: one memory-mapped Arrow IPC table per unit.
+
+    Row ``k`` of unit ``u`` has the global index ``offsets[u] + k``; global order is input order."""
+
+    def __init__(self, tables: list[pa.Table]) -> None:
+        self.tables = tables
+        self.offsets = np.concatenate([[0], np.cumsum([t.num_rows for t in tables])]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def global_index(self, unit: np.ndarray, ordinal: np.ndarray) -> np.ndarray:
+        return self.offsets[unit.astype(np.int64)] + ordinal.astype(np.int64)
+
+    def locate(self, gidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        unit = np.searchsorted(self.offsets, gidx, side="right") - 1
+        return unit, gidx - self.offsets[unit]
+
+    def column(self, name: str) -> np.ndarray | pa.ChunkedArray:
+        """One column over all units in global order (NumPy for numeric columns)."""
+        chunks = [c for t in self.tables for c in t[name].chunks]
+        arr = pa.chunked_array(chunks, type=self.tables[0].schema.field(name).type)
+        if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+            return arr.to_numpy()
+        return arr
 
 
 class GlobalStep(Step):
     key_schema: ClassVar[pa.Schema]
     """Schema of the rows ``keys`` emits; column ``_part_key`` (uint64) decides the partition."""
+    side_schema: ClassVar[pa.Schema | None] = None
+    """Schema of the per-document side data ``keys`` returns, if the step keeps any (see :class:`SideStore`)."""
+    has_combine: ClassVar[bool] = False
+    """True when the partitions' reductions need one more whole-corpus pass (``combine``) before ``apply``."""
 
-    def keys(self, batch: pa.Table) -> pa.Table:
+    def keys(self, batch: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+        """Key rows for the shuffle, and side rows (one per document, in order) or None.
+
+        ``batch`` carries ``_ord``: the document's row in this unit's side data."""
         raise NotImplementedError
 
-    def reduce(self, partition: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
-        """Decisions for the key rows of one partition, and counters for the step's stats."""
+    def reduce(self, partition: pa.Table, side: SideStore | None) -> tuple[pa.Table, dict[str, Any]]:
+        """The reduction of one partition's key rows, and counters for the step's stats."""
+        raise NotImplementedError
+
+    def combine(self, reduced: Decisions, side: SideStore | None, out: Path) -> tuple[pa.Table, dict[str, Any]]:
+        """Decisions for ``apply`` from all partitions' reductions (only when ``has_combine``). ``out`` is the
+        corpus directory, for a step that persists an index."""
         raise NotImplementedError
 
     def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:

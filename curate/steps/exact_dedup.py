@@ -32,14 +32,14 @@ class ExactDedup(GlobalStep):
             text = pc.utf8_lower(text)
         return pc.utf8_trim_whitespace(pc.replace_substring_regex(text, r"\s+", " "))
 
-    def keys(self, batch: pa.Table) -> pa.Table:
+    def keys(self, batch: pa.Table) -> tuple[pa.Table, None]:
         digests = [xxhash.xxh3_128_intdigest(t) for t in self._normalized(batch["text"]).cast(pa.binary()).to_pylist()]
         lo = np.fromiter((d & 0xFFFFFFFFFFFFFFFF for d in digests), np.uint64, len(digests))
         hi = np.fromiter((d >> 64 for d in digests), np.uint64, len(digests))
         return pa.table([pa.array(lo), pa.array(hi), batch["_unit"], batch["_pos"], batch["id"]],
-                        schema=self.key_schema)
+                        schema=self.key_schema), None
 
-    def reduce(self, partition: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
+    def reduce(self, partition: pa.Table, side: Any = None) -> tuple[pa.Table, dict[str, Any]]:
         t = partition.sort_by([("_part_key", "ascending"), ("hi", "ascending"), ("_unit", "ascending"),
                                ("_pos", "ascending")])
         lo, hi = t["_part_key"].to_numpy(), t["hi"].to_numpy()

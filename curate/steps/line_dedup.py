@@ -54,7 +54,7 @@ class LineDedup(GlobalStep):
         self._frequent: np.ndarray | None = None
         self._frequent_of: Decisions | None = None
 
-    def keys(self, batch: pa.Table) -> pa.Table:
+    def keys(self, batch: pa.Table) -> tuple[pa.Table, None]:
         lines, offsets = _line_table(batch["text"])
         h = line_hashes(lines, self.params.min_line_chars)
         doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
@@ -63,9 +63,9 @@ class LineDedup(GlobalStep):
         first = np.ones(len(hs), dtype=bool)
         first[1:] = (hs[1:] != hs[:-1]) | (ds[1:] != ds[:-1])
         per_doc = hs[first & (hs != 0)]
-        return pa.table([pa.array(per_doc, pa.uint64())], schema=self.key_schema)
+        return pa.table([pa.array(per_doc, pa.uint64())], schema=self.key_schema), None
 
-    def reduce(self, partition: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
+    def reduce(self, partition: pa.Table, side: Any = None) -> tuple[pa.Table, dict[str, Any]]:
         values, counts = np.unique(partition["_part_key"].to_numpy(), return_counts=True)
         frequent = values[counts >= self.params.min_count]
         return pa.table({"hash": pa.array(frequent, pa.uint64())}), {

@@ -1,4 +1,5 @@
-"""Parquet writing: atomic single files, and rolling shard writers cut by documents or bytes."""
+"""Writing Arrow data: atomic Parquet files, rolling Parquet shard writers cut by documents or bytes, and atomic
+Arrow IPC files (memory-mappable side data of global steps)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,31 @@ class AtomicWriter:
     def abort(self) -> None:
         self._w.close()
         self.tmp.unlink(missing_ok=True)
+
+
+class AtomicIPCWriter:
+    """Like :class:`AtomicWriter`, for an uncompressed Arrow IPC file that readers memory-map."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.schema = path, schema
+        self.tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        self._sink = pa.OSFile(str(self.tmp), "wb")
+        self._w = pa.ipc.new_file(self._sink, schema)
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._w.write_table(table.select(self.schema.names).cast(self.schema))
+
+    def close(self) -> None:
+        self._w.close()
+        self._sink.close()
+        os.replace(self.tmp, self.path)
+
+
+def read_ipc(path: Path) -> pa.Table:
+    """Memory-map an Arrow IPC file written by :class:`AtomicIPCWriter` (no copy)."""
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
 def sha256_file(path: Path) -> str:

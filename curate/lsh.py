@@ -1,0 +1,198 @@
+"""MinHash-LSH math, vectorized: shingle hashes, signatures, band parameters and keys, connected components.
+
+Nothing here loops over shingles in Python. Words are hashed with a polynomial over their UTF-8 bytes (one
+``np.add.reduceat``) and a 64-bit finalizer; a word n-gram is a finalized weighted sum of its word hashes; the
+``num_perm`` permutations are multiply-shift hashes ``(a*x + b) >> 32`` applied to all shingles of a chunk in one
+NumPy operation, reduced per document with ``np.minimum.reduceat``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+U64 = np.uint64
+_M1, _M2 = U64(0xFF51AFD7ED558CCD), U64(0xC4CEB9FE1A85EC53)
+_BYTE_BASE = U64(0x100000001B3)
+_CHUNK = 1 << 15
+EMPTY = np.uint32(0xFFFFFFFF)
+
+_CJK = r"([\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303f}\x{ff00}-\x{ffef}])"
+
+
+def fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer (bijective, avalanching), element-wise with wrap-around."""
+    h = h.astype(U64, copy=True)
+    with np.errstate(over="ignore"):
+        h ^= h >> U64(33)
+        h *= _M1
+        h ^= h >> U64(33)
+        h *= _M2
+        h ^= h >> U64(33)
+    return h
+
+
+def normalize_for_shingles(text: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """NFKC, lowercase, punctuation/symbols -> space, digits -> 0, CJK characters split into their own words,
+    whitespace folded."""
+    t = pc.utf8_normalize(text, form="NFKC")
+    t = pc.utf8_lower(t)
+    t = pc.replace_substring_regex(t, r"[\p{P}\p{S}]", " ")
+    t = pc.replace_substring_regex(t, r"\d", "0")
+    t = pc.replace_substring_regex(t, _CJK, " \\1 ")
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r"\s+", " "))
+
+
+def word_hashes(words: pa.Array) -> np.ndarray:
+    """A 64-bit hash per string of ``words`` (a flat string array), from its UTF-8 bytes."""
+    words = pa.concat_arrays([words]) if words.offset else words
+    n = len(words)
+    if n == 0:
+        return np.zeros(0, U64)
+    offsets = np.frombuffer(words.buffers()[1], dtype=np.int32, count=n + 1).astype(np.int64)
+    data = np.frombuffer(words.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]].astype(U64)
+    offsets -= offsets[0]
+    lengths = np.diff(offsets)
+    local = np.arange(len(data), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+    powers = np.ones(int(lengths.max()), dtype=U64)
+    with np.errstate(over="ignore"):
+        if len(powers) > 1:
+            powers[1:] = _BYTE_BASE
+            powers = np.cumprod(powers, dtype=U64)
+        terms = (data + U64(1)) * powers[local]
+        sums = np.add.reduceat(terms, offsets[:-1][lengths > 0]) if len(data) else np.zeros(0, U64)
+    out = np.zeros(n, dtype=U64)
+    out[lengths > 0] = sums
+    return fmix64(out ^ lengths.astype(U64))
+
+
+def _position_multipliers(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed ^ 0x5EED)
+    return rng.integers(1, 2**63, size=n, dtype=np.int64).astype(U64) * U64(2) + U64(1)
+
+
+def shingle_hashes(text: pa.ChunkedArray | pa.Array, ngram: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the word ``ngram``-shingles of each document, flattened, and per-document offsets into them.
+
+    A document with fewer than ``ngram`` words (but at least one) has one shingle made of all its words; a document
+    with no words has none. Shingles are not deduplicated here (the minimum does not care)."""
+    norm = normalize_for_shingles(text)
+    lists = pc.utf8_split_whitespace(norm)
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    w_off = lists.offsets.to_numpy().astype(np.int64)
+    w_off -= w_off[0]
+    wh = word_hashes(lists.flatten())
+    counts = np.diff(w_off)
+    counts[pc.equal(pc.utf8_length(norm), 0).to_numpy(zero_copy_only=False)] = 0
+    n_sh = np.where(counts >= ngram, counts - ngram + 1, (counts > 0).astype(np.int64))
+    sh_off = np.concatenate([[0], np.cumsum(n_sh)])
+    total = int(sh_off[-1])
+    mult = _position_multipliers(ngram, seed)
+    starts = np.repeat(w_off[:-1], n_sh) + (np.arange(total) - np.repeat(sh_off[:-1], n_sh))
+    widths = np.minimum(np.repeat(counts, n_sh), ngram)
+    acc = np.zeros(total, dtype=U64)
+    with np.errstate(over="ignore"):
+        for k in range(ngram):
+            valid = k < widths
+            idx = np.where(valid, starts + k, 0)
+            acc += np.where(valid, wh[idx] * mult[k] if len(wh) else U64(0), U64(0))
+    return fmix64(acc ^ widths.astype(U64)), sh_off
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2**63, size=num_perm, dtype=np.int64).astype(U64) * U64(2) + U64(1)
+    b = rng.integers(0, 2**63, size=num_perm, dtype=np.int64).astype(U64)
+    return a, b
+
+
+def signatures(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """MinHash signature (uint32, one row per document) from flattened shingle hashes; rows of documents without
+    shingles are all ``EMPTY``."""
+    n_docs = len(offsets) - 1
+    sig = np.full((n_docs, len(a)), EMPTY, dtype=np.uint32)
+    counts = np.diff(offsets)
+    nonempty = np.flatnonzero(counts > 0)
+    if not len(nonempty):
+        return sig
+    start = 0
+    while start < len(nonempty):
+        end = start
+        size = 0
+        while end < len(nonempty) and (size == 0 or size + counts[nonempty[end]] <= _CHUNK):
+            size += counts[nonempty[end]]
+            end += 1
+        docs = nonempty[start:end]
+        lo, hi = offsets[docs[0]], offsets[docs[-1] + 1]
+        with np.errstate(over="ignore"):
+            perm = ((hashes[lo:hi, None] * a[None, :] + b[None, :]) >> U64(32)).astype(np.uint32)
+        sig[docs] = np.minimum.reduceat(perm, offsets[docs] - lo, axis=0)
+        start = end
+    return sig
+
+
+def _fp_fn(threshold: float, b: int, r: int) -> tuple[float, float]:
+    xs = np.linspace(0.0, 1.0, 2001)
+    p = 1.0 - (1.0 - xs ** r) ** b
+    below, above = xs <= threshold, xs >= threshold
+    fp = np.trapezoid(p[below], xs[below]) if below.sum() > 1 else 0.0
+    fn = np.trapezoid(1.0 - p[above], xs[above]) if above.sum() > 1 else 0.0
+    return float(fp), float(fn)
+
+
+def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
+    """(bands, rows) minimizing the weighted false positive and negative areas, as datasketch's MinHashLSH does."""
+    best, opt = float("inf"), (1, num_perm)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp, fn = _fp_fn(threshold, b, r)
+            err = fp * fp_weight + fn * fn_weight
+            if err < best:
+                best, opt = err, (b, r)
+    return opt
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:
+    """uint64 key per (document, band): documents sharing a key in a band are LSH candidates."""
+    n = sig.shape[0]
+    keys = np.empty((n, bands), dtype=U64)
+    mult = _position_multipliers(rows, seed ^ 0xBA4D)
+    with np.errstate(over="ignore"):
+        for j in range(bands):
+            block = sig[:, j * rows:(j + 1) * rows].astype(U64)
+            keys[:, j] = fmix64((block * mult[None, :]).sum(axis=1, dtype=U64) ^ U64(j + 1))
+    return keys
+
+
+def jaccard_sorted(x: np.ndarray, y: np.ndarray) -> float:
+    """Exact Jaccard of two sorted arrays of unique values."""
+    if not len(x) or not len(y):
+        return 0.0
+    if len(x) > len(y):
+        x, y = y, x
+    pos = np.minimum(np.searchsorted(y, x), len(y) - 1)
+    inter = int(np.count_nonzero(y[pos] == x))
+    return inter / (len(x) + len(y) - inter)
+
+
+def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Component label (the smallest member index) per node 0..n-1 for undirected edges (u, v)."""
+    labels = np.arange(n, dtype=np.int64)
+    if not len(u):
+        return labels
+    u, v = u.astype(np.int64), v.astype(np.int64)
+    while True:
+        lu, lv = labels[u], labels[v]
+        m = np.minimum(lu, lv)
+        before = labels.copy()
+        np.minimum.at(labels, lu, m)
+        np.minimum.at(labels, lv, m)
+        while True:  # pointer jumping to the root
+            nxt = labels[labels]
+            if np.array_equal(nxt, labels):
+                break
+            labels = nxt
+        if np.array_equal(labels, before):
+            return labels

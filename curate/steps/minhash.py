@@ -1,0 +1,218 @@
+"""`minhash_dedup`: near-duplicate removal with MinHash-LSH, exact verification and connected components.
+
+Plan (a global step with a combine pass):
+1. keys (per unit, vectorized): word n-gram shingle hashes -> ``num_perm`` MinHash signature -> one key per band.
+   Side data per document (memory-mapped Arrow IPC): id, position, length, quality, and the sorted 32-bit shingle
+   hashes used to verify candidates.
+2. reduce (per partition of band keys): documents sharing a band key are candidates; every pair in a bucket of up
+   to ``max_bucket_pairs`` members (the first member against the rest in larger buckets) has its exact Jaccard
+   computed from the shingle sets and is kept as an edge when it reaches ``threshold`` (``verify: false`` keeps
+   every candidate pair).
+3. combine (whole corpus, once): connected components of the edges (NumPy min-label propagation); per component
+   one document is kept by ``keep`` (``first`` in input order, ``longest``, or ``best_quality``; ties by id).
+4. apply: kept members get ``dup_cluster`` (the kept document's id) and ``dup_count`` (component size); the others
+   are removed as ``near_duplicate`` with ``dup_cluster`` naming the document they duplicate.
+
+The result depends only on the documents and the params, never on workers, shards or partitions: keys are content
+hashes and every choice is made in global input order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, model_validator
+
+from curate import lsh
+from curate.steps.base import Decisions, GlobalStep, SideStore, StepContext, StepParams
+
+
+class MinhashParams(StepParams):
+    ngram: int = Field(default=5, ge=1, le=32, description="words per shingle")
+    num_perm: int = Field(default=128, ge=2, le=1024)
+    threshold: float = Field(default=0.8, gt=0, lt=1, description="Jaccard similarity that makes a duplicate")
+    bands: int | None = Field(default=None, ge=1)
+    rows: int | None = Field(default=None, ge=1)
+    seed: int | None = Field(default=None, description="hash seed; default: the recipe's seed")
+    verify: bool = Field(default=True, description="drop candidate pairs whose exact Jaccard is below threshold")
+    keep: Literal["first", "longest", "best_quality"] = "first"
+    quality_column: str = Field(default="quality_score", description="what `keep: best_quality` maximizes")
+    max_bucket_pairs: int = Field(default=64, ge=2, description="buckets up to this size compare all pairs")
+
+    @model_validator(mode="after")
+    def _bands_rows(self) -> "MinhashParams":
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("give both bands and rows, or neither (then they are chosen from threshold)")
+        if self.bands is not None and self.rows is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands x rows = {self.bands * self.rows} is more than num_perm = {self.num_perm}")
+        return self
+
+
+class MinhashDedup(GlobalStep):
+    name = "minhash_dedup"
+    Params = MinhashParams
+    columns = {"dup_cluster": pa.string(), "dup_count": pa.int32()}
+    key_schema = pa.schema([("_part_key", pa.uint64()), ("band", pa.uint16()), ("_unit", pa.int32()),
+                            ("_ord", pa.int64())])
+    side_schema = pa.schema([("_pos", pa.int64()), ("id", pa.string()), ("length", pa.int64()),
+                             ("quality", pa.float64()), ("shingles", pa.large_list(pa.uint32()))])
+    has_combine = True
+
+    def __init__(self, params: MinhashParams, ctx: StepContext) -> None:
+        super().__init__(params, ctx)
+        p = params
+        self.seed = ctx.seed if p.seed is None else p.seed
+        if p.bands is not None and p.rows is not None:
+            self.bands, self.rows = p.bands, p.rows
+        else:
+            self.bands, self.rows = lsh.optimal_bands(p.threshold, p.num_perm)
+        self.a, self.b = lsh.permutations(p.num_perm, self.seed)
+
+    @classmethod
+    def check_input(cls, params: StepParams, schema: pa.Schema) -> None:
+        p = params
+        assert isinstance(p, MinhashParams)
+        if p.keep == "best_quality":
+            if p.quality_column not in schema.names:
+                raise ValueError(f"keep: best_quality needs the column {p.quality_column!r} from an earlier step "
+                                 f"(columns: {', '.join(n for n in schema.names if not n.startswith('_'))})")
+            t = schema.field(p.quality_column).type
+            if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+                raise ValueError(f"quality_column {p.quality_column!r} is {t}, not a number")
+
+    def keys(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+        p: MinhashParams = self.params
+        hashes, offsets = lsh.shingle_hashes(batch["text"], p.ngram, self.seed)
+        sig = lsh.signatures(hashes, offsets, self.a, self.b)
+        band = lsh.band_keys(sig, self.bands, self.rows, self.seed)
+        has = np.flatnonzero(np.diff(offsets) > 0)
+        n_b = self.bands
+        keys = pa.table([pa.array(band[has].ravel()),
+                         pa.array(np.tile(np.arange(n_b, dtype=np.uint16), len(has))),
+                         pa.array(np.repeat(batch["_unit"].to_numpy()[has], n_b).astype(np.int32)),
+                         pa.array(np.repeat(batch["_ord"].to_numpy()[has], n_b))], schema=self.key_schema)
+        side = pa.table([batch["_pos"], batch["id"], pc.cast(pc.utf8_length(batch["text"]), pa.int64()),
+                         self._quality(batch), _shingle_sets(hashes, offsets)], schema=self.side_schema)
+        return keys, side
+
+    def _quality(self, batch: pa.Table) -> pa.Array:
+        if self.params.keep != "best_quality":
+            return pa.nulls(batch.num_rows, pa.float64())
+        return pc.cast(batch[self.params.quality_column], pa.float64())
+
+    def reduce(self, partition: pa.Table, side: SideStore | None) -> tuple[pa.Table, dict[str, Any]]:
+        assert side is not None
+        p: MinhashParams = self.params
+        gidx = side.global_index(partition["_unit"].to_numpy(), partition["_ord"].to_numpy())
+        band = partition["band"].to_numpy().astype(np.uint64)
+        key = partition["_part_key"].to_numpy()
+        order = np.lexsort((gidx, key, band))
+        key, band, gidx = key[order], band[order], gidx[order]
+        new = np.ones(len(key), dtype=bool)
+        new[1:] = (key[1:] != key[:-1]) | (band[1:] != band[:-1])
+        starts = np.flatnonzero(new)
+        sizes = np.diff(np.append(starts, len(key)))
+        u_parts, v_parts = [], []
+        for s, k in zip(starts[sizes > 1], sizes[sizes > 1]):
+            members = gidx[s:s + k]
+            if k <= p.max_bucket_pairs:
+                iu, iv = np.triu_indices(k, 1)
+                u_parts.append(members[iu])
+                v_parts.append(members[iv])
+            else:
+                u_parts.append(np.full(k - 1, members[0]))
+                v_parts.append(members[1:])
+        if u_parts:
+            pairs = np.unique(np.stack([np.concatenate(u_parts), np.concatenate(v_parts)], axis=1), axis=0)
+        else:
+            pairs = np.zeros((0, 2), dtype=np.int64)
+        candidates = len(pairs)
+        if p.verify and candidates:
+            keep = self._verify(pairs, side)
+            pairs = pairs[keep]
+        edges = pa.table({"u": pa.array(pairs[:, 0].astype(np.int64)), "v": pa.array(pairs[:, 1].astype(np.int64))})
+        return edges, {"band_keys": int(len(key)), "candidate_pairs": int(candidates),
+                       "verified_pairs": int(len(pairs)), "rejected_pairs": int(candidates - len(pairs))}
+
+    def _verify(self, pairs: np.ndarray, side: SideStore) -> np.ndarray:
+        unit_u, row_u = side.locate(pairs[:, 0])
+        unit_v, row_v = side.locate(pairs[:, 1])
+        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+        def shingles(unit: int, row: int) -> np.ndarray:
+            if unit not in cache:
+                col = side.tables[unit]["shingles"].combine_chunks()
+                cache[unit] = (col.offsets.to_numpy(), col.values.to_numpy())
+            off, vals = cache[unit]
+            return vals[off[row]:off[row + 1]]
+
+        t = self.params.threshold
+        return np.fromiter((lsh.jaccard_sorted(shingles(a, ra), shingles(b, rb)) >= t
+                            for a, ra, b, rb in zip(unit_u.tolist(), row_u.tolist(), unit_v.tolist(), row_v.tolist())),
+                           dtype=bool, count=len(pairs))
+
+    def combine(self, reduced: Decisions, side: SideStore | None, out: Path) -> tuple[pa.Table, dict[str, Any]]:
+        assert side is not None
+        tables = [t for _, t in reduced.partitions() if t.num_rows]
+        u = np.concatenate([t["u"].to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
+        v = np.concatenate([t["v"].to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
+        n = len(side)
+        labels = lsh.connected_components(n, u, v)
+        sizes = np.bincount(labels, minlength=n)
+        members = np.flatnonzero(sizes[labels] > 1)
+        ids = side.column("id")
+        member_ids = pc.take(ids, pa.array(members))
+        lab = labels[members]
+        if self.params.keep == "first":
+            kept_of_label = {int(x): int(x) for x in np.unique(lab)}  # the label is the smallest global index
+        else:
+            score = side.column("length" if self.params.keep == "longest" else "quality")[members].astype(np.float64)
+            score = np.nan_to_num(score, nan=-np.inf)
+            t = pa.table({"label": lab, "neg": -score, "id": member_ids, "g": members})
+            t = t.sort_by([("label", "ascending"), ("neg", "ascending"), ("id", "ascending")])
+            first = np.ones(t.num_rows, dtype=bool)
+            first[1:] = t["label"].to_numpy()[1:] != t["label"].to_numpy()[:-1]
+            kept_of_label = dict(zip(t["label"].to_numpy()[first].tolist(), t["g"].to_numpy()[first].tolist()))
+        kept_g = np.fromiter((kept_of_label[int(x)] for x in lab), dtype=np.int64, count=len(lab))
+        unit, row = side.locate(members)
+        pos = np.fromiter((side.tables[un]["_pos"][r].as_py() for un, r in zip(unit.tolist(), row.tolist())),
+                          dtype=np.int64, count=len(members))
+        decisions = pa.table({"_unit": pa.array(unit.astype(np.int32)), "_pos": pa.array(pos),
+                              "dup_cluster": pc.take(ids, pa.array(kept_g)),
+                              "dup_count": pa.array(sizes[lab].astype(np.int32)),
+                              "removed": pa.array(kept_g != members)})
+        stats = {"documents": int(n), "bands": self.bands, "rows": self.rows, "threshold": self.params.threshold,
+                 "num_perm": self.params.num_perm, "ngram": self.params.ngram, "edges": int(len(u)),
+                 "clusters": int(len(kept_of_label)), "documents_in_clusters": int(len(members)),
+                 "removed": int((kept_g != members).sum())}
+        return decisions, stats
+
+    def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:
+        dec = decisions.for_unit(batch["_unit"][0].as_py())
+        n = batch.num_rows
+        if dec.num_rows == 0:
+            batch = batch.append_column("dup_cluster", pa.nulls(n, pa.string()))
+            batch = batch.append_column("dup_count", pa.array(np.ones(n, np.int32)))
+            return batch, pa.nulls(n, pa.string())
+        idx = pc.index_in(batch["_pos"], value_set=dec["_pos"])
+        batch = batch.append_column("dup_cluster", pc.take(dec["dup_cluster"], idx))
+        batch = batch.append_column("dup_count", pc.fill_null(pc.take(dec["dup_count"], idx), 1))
+        removed = pc.fill_null(pc.take(dec["removed"], idx), False)
+        return batch, pc.if_else(removed, pa.scalar("near_duplicate"), pa.scalar(None, pa.string()))
+
+
+def _shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    """Per document: its sorted, unique 32-bit shingle hashes (the set exact verification compares)."""
+    small = (hashes >> np.uint64(32)).astype(np.uint32)
+    doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    order = np.lexsort((small, doc))
+    small, doc = small[order], doc[order]
+    first = np.ones(len(small), dtype=bool)
+    first[1:] = (small[1:] != small[:-1]) | (doc[1:] != doc[:-1])
+    small, doc = small[first], doc[first]
+    new_off = np.concatenate([[0], np.cumsum(np.bincount(doc, minlength=len(offsets) - 1))]).astype(np.int64)
+    return pa.LargeListArray.from_arrays(pa.array(new_off), pa.array(small, pa.uint32()))
