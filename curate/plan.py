@@ -14,6 +14,7 @@ import pyarrow as pa
 from curate.readers import DOC_SCHEMA, Unit, plan_units
 from curate.recipe import Recipe, StepSpec
 from curate.steps import REGISTRY, GlobalStep
+from curate.steps.base import StepContext
 from mixlab.errors import ConfigError
 
 
@@ -55,6 +56,10 @@ def is_global(spec: StepSpec) -> bool:
     return issubclass(REGISTRY[spec.name], GlobalStep)
 
 
+def step_context(recipe: Recipe) -> StepContext:
+    return StepContext(seed=recipe.model.seed, partitions=recipe.model.executor.partitions, base=recipe.base)
+
+
 def build_plan(recipe: Recipe) -> Plan:
     segments = [Segment(0)]
     for spec in recipe.steps:
@@ -65,10 +70,11 @@ def build_plan(recipe: Recipe) -> Plan:
             segments[-1].maps.append(spec)
     schema = DOC_SCHEMA
     schemas = []
+    ctx = step_context(recipe)
     for seg in segments:
         for spec in seg.steps:
             try:
-                REGISTRY[spec.name].check_input(spec.params, schema)
+                REGISTRY[spec.name].check_input(spec.params, schema, ctx)
             except ValueError as e:
                 raise ConfigError(f"steps[{spec.index}].{spec.name}: {e}") from None
             for name, dtype in REGISTRY[spec.name].columns.items():

@@ -18,11 +18,11 @@ import xxhash
 
 from curate.layout import Layout, read_json, write_json_atomic
 from curate.arrow_io import AtomicIPCWriter, AtomicWriter, ShardWriter, read_ipc
-from curate.plan import Plan, Segment
+from curate.plan import Plan, Segment, step_context
 from curate.readers import DOC_SCHEMA, ERROR_SCHEMA, read_unit
 from curate.recipe import KeepRemoved, StepSpec
 from curate.steps import REGISTRY, GlobalStep, MapStep, Step
-from curate.steps.base import Decisions, SideStore, StepContext, histogram
+from curate.steps.base import Decisions, SideStore, histogram
 
 REMOVED_EXTRA = pa.schema([("reason", pa.string()), ("step", pa.string())])
 
@@ -32,8 +32,7 @@ class Worker:
 
     def __init__(self, plan: Plan, root: Path) -> None:
         self.plan, self.layout = plan, Layout(root)
-        r = plan.recipe.model
-        self.ctx = StepContext(seed=r.seed, partitions=r.executor.partitions)
+        self.ctx = step_context(plan.recipe)
         self._steps: dict[str, Step] = {}
         self._decisions: dict[str, Decisions] = {}
 
@@ -55,7 +54,8 @@ class Worker:
         step = self.step(spec)
         if not isinstance(step, GlobalStep) or step.side_schema is None:
             return None
-        return SideStore([read_ipc(self.layout.side(spec.name, u)) for u in range(len(self.plan.units))])
+        own = [read_ipc(self.layout.side(spec.name, u)) for u in range(len(self.plan.units))]
+        return SideStore(own + step.reference_side())
 
 
 def reduced_tables(lay: Layout, step: str, partitions: int, combined: bool = False) -> Decisions:

@@ -157,3 +157,36 @@ def test_keep_best_quality_without_the_column_fails_before_work(tmp_path: Path, 
                          "steps": [{"minhash_dedup": {"keep": "best_quality"}}]})
     assert main(["run", str(path)]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_corpus_dedups_against_an_earlier_corpus_index(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    (tmp_path / "a").mkdir()
+    first = build_corpus(tmp_path / "a", {"web": ARTICLES[:6]}, ["minhash_dedup"])
+    assert (first / "index" / "minhash" / "params.json").exists()
+    new_docs = [_edit(ARTICLES[2], 0.02, rng), ARTICLES[8], _edit(ARTICLES[8], 0.01, rng), ARTICLES[9]]
+    (tmp_path / "b").mkdir()
+    second = build_corpus(tmp_path / "b", {"web": new_docs}, [{"minhash_dedup": {"against": [str(first)]}}])
+    gone = {r["id"]: (r["reason"], r["dup_cluster"]) for r in removed(second, "minhash_dedup")}
+    assert gone == {"web.jsonl:1": ("near_duplicate_of_reference", "web.jsonl:3"),
+                    "web.jsonl:3": ("near_duplicate", "web.jsonl:2")}
+    stats = __import__("json").loads((second / "stats" / "minhash_dedup.json").read_text())["combine"]
+    assert stats["reference_documents"] == 6 and stats["removed_as_reference_duplicates"] == 1
+
+
+def test_against_an_index_built_with_other_params_fails_before_work(tmp_path: Path, write_recipe) -> None:
+    from curate.recipe import load_recipe
+    from curate.plan import build_plan
+    from mixlab.errors import ConfigError
+
+    (tmp_path / "a").mkdir()
+    first = build_corpus(tmp_path / "a", {"web": ARTICLES[:2]}, ["minhash_dedup"])
+    (tmp_path / "x.jsonl").write_text('{"text": "x"}\n')
+    path = write_recipe({"sources": [{"path": "x.jsonl", "domain": "web"}],
+                         "steps": [{"minhash_dedup": {"against": [str(first)], "ngram": 3}}]})
+    with pytest.raises(ConfigError, match=r"against\[0\].*other params \(ngram 5 vs 3\)"):
+        build_plan(load_recipe(path))
+    path = write_recipe({"sources": [{"path": "x.jsonl", "domain": "web"}],
+                         "steps": [{"minhash_dedup": {"against": [str(tmp_path / "nope")]}}]})
+    with pytest.raises(ConfigError, match="has no MinHash index"):
+        build_plan(load_recipe(path))

@@ -30,6 +30,8 @@ class StepParams(Strict):
 class StepContext:
     seed: int
     partitions: int
+    base: Path = Path(".")
+    """The recipe's directory: relative paths in step params resolve against it."""
 
 
 class Step:
@@ -47,8 +49,9 @@ class Step:
         """Load models and other heavy state; called once per worker before the first batch."""
 
     @classmethod
-    def check_input(cls, params: StepParams, schema: pa.Schema) -> None:
-        """Raise ValueError when the documents reaching the step (``schema``) lack something ``params`` needs."""
+    def check_input(cls, params: StepParams, schema: pa.Schema, ctx: StepContext) -> None:
+        """Raise ValueError when the documents reaching the step (``schema``) or the files ``params`` name lack
+        something the step needs; called before any work starts."""
 
 
 class MapStep(Step):
@@ -121,6 +124,11 @@ class GlobalStep(Step):
 
         ``batch`` carries ``_ord``: the document's row in this unit's side data."""
         raise NotImplementedError
+
+    def reference_side(self) -> list[pa.Table]:
+        """Side tables of documents outside this corpus (e.g. earlier corpora to dedup against); the side store
+        appends them after this corpus's units."""
+        return []
 
     def reduce(self, partition: pa.Table, side: SideStore | None) -> tuple[pa.Table, dict[str, Any]]:
         """The reduction of one partition's key rows, and counters for the step's stats."""

@@ -19,6 +19,7 @@ hashes and every choice is made in global input order.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,17 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from curate import lsh
+from curate.arrow_io import AtomicIPCWriter, read_ipc
 from curate.steps.base import Decisions, GlobalStep, SideStore, StepContext, StepParams
+
+INDEX_DIR = Path("index") / "minhash"
+INDEX_FORMAT = 1
+INDEX_BANDS_SCHEMA = pa.schema([("band_key", pa.uint64()), ("band", pa.uint16()), ("row", pa.int64())])
+
+
+def index_dir(base: Path, corpus: str) -> Path:
+    p = Path(corpus).expanduser()
+    return (p if p.is_absolute() else base / p) / INDEX_DIR
 
 
 class MinhashParams(StepParams):
@@ -42,6 +53,7 @@ class MinhashParams(StepParams):
     keep: Literal["first", "longest", "best_quality"] = "first"
     quality_column: str = Field(default="quality_score", description="what `keep: best_quality` maximizes")
     max_bucket_pairs: int = Field(default=64, ge=2, description="buckets up to this size compare all pairs")
+    against: list[str] = Field(default_factory=list, description="earlier corpora (output dirs) to dedup against")
 
     @model_validator(mode="after")
     def _bands_rows(self) -> "MinhashParams":
@@ -59,7 +71,8 @@ class MinhashDedup(GlobalStep):
     key_schema = pa.schema([("_part_key", pa.uint64()), ("band", pa.uint16()), ("_unit", pa.int32()),
                             ("_ord", pa.int64())])
     side_schema = pa.schema([("_pos", pa.int64()), ("id", pa.string()), ("length", pa.int64()),
-                             ("quality", pa.float64()), ("shingles", pa.large_list(pa.uint32()))])
+                             ("quality", pa.float64()), ("shingles", pa.large_list(pa.uint32())),
+                             ("bands", pa.list_(pa.uint64()))])
     has_combine = True
 
     def __init__(self, params: MinhashParams, ctx: StepContext) -> None:
@@ -71,11 +84,40 @@ class MinhashDedup(GlobalStep):
         else:
             self.bands, self.rows = lsh.optimal_bands(p.threshold, p.num_perm)
         self.a, self.b = lsh.permutations(p.num_perm, self.seed)
+        self._refs: list[tuple[pa.Table, pa.Table]] | None = None
+
+    def index_params(self) -> dict[str, Any]:
+        """What must match for two corpora's band indexes to be comparable."""
+        p = self.params
+        return {"format": INDEX_FORMAT, "ngram": p.ngram, "num_perm": p.num_perm, "seed": self.seed,
+                "bands": self.bands, "rows": self.rows}
+
+    def _references(self) -> list[tuple[pa.Table, pa.Table]]:
+        """(docs, bands) of every corpus in ``against``, memory-mapped."""
+        if self._refs is None:
+            self._refs = [(read_ipc(d / "docs.arrow"), read_ipc(d / "bands.arrow"))
+                          for d in (index_dir(self.ctx.base, a) for a in self.params.against)]
+        return self._refs
+
+    def reference_side(self) -> list[pa.Table]:
+        return [docs for docs, _ in self._references()]
 
     @classmethod
-    def check_input(cls, params: StepParams, schema: pa.Schema) -> None:
+    def check_input(cls, params: StepParams, schema: pa.Schema, ctx: StepContext) -> None:
         p = params
         assert isinstance(p, MinhashParams)
+        if p.against:
+            want = cls(p, ctx).index_params()
+            for i, a in enumerate(p.against):
+                d = index_dir(ctx.base, a)
+                if not (d / "params.json").exists():
+                    raise ValueError(f"against[{i}]: {a!r} has no MinHash index ({d} is missing; build that corpus "
+                                     "with minhash_dedup first)")
+                have = json.loads((d / "params.json").read_text())
+                diff = [k for k in want if have.get(k) != want[k]]
+                if diff:
+                    raise ValueError(f"against[{i}]: the index of {a!r} was built with other params ("
+                                     + ", ".join(f"{k} {have.get(k)} vs {want[k]}" for k in diff) + ")")
         if p.keep == "best_quality":
             if p.quality_column not in schema.names:
                 raise ValueError(f"keep: best_quality needs the column {p.quality_column!r} from an earlier step "
@@ -95,8 +137,10 @@ class MinhashDedup(GlobalStep):
                          pa.array(np.tile(np.arange(n_b, dtype=np.uint16), len(has))),
                          pa.array(np.repeat(batch["_unit"].to_numpy()[has], n_b).astype(np.int32)),
                          pa.array(np.repeat(batch["_ord"].to_numpy()[has], n_b))], schema=self.key_schema)
+        band_lists = pa.ListArray.from_arrays(pa.array(np.arange(0, (batch.num_rows + 1) * n_b, n_b, dtype=np.int32)),
+                                              pa.array(band.ravel()))
         side = pa.table([batch["_pos"], batch["id"], pc.cast(pc.utf8_length(batch["text"]), pa.int64()),
-                         self._quality(batch), _shingle_sets(hashes, offsets)], schema=self.side_schema)
+                         self._quality(batch), _shingle_sets(hashes, offsets), band_lists], schema=self.side_schema)
         return keys, side
 
     def _quality(self, batch: pa.Table) -> pa.Array:
@@ -110,6 +154,19 @@ class MinhashDedup(GlobalStep):
         gidx = side.global_index(partition["_unit"].to_numpy(), partition["_ord"].to_numpy())
         band = partition["band"].to_numpy().astype(np.uint64)
         key = partition["_part_key"].to_numpy()
+        refs = self._references()
+        if refs:
+            own_units = len(side.tables) - len(refs)
+            P = self.ctx.partitions
+            part = int(np.uint64(key[0]) % np.uint64(P)) if len(key) else None
+            extra_g, extra_b, extra_k = [gidx], [band], [key]
+            for k, (_, ref_bands) in enumerate(refs):
+                rk = ref_bands["band_key"].to_numpy()
+                mine = np.flatnonzero(rk % np.uint64(P) == np.uint64(part)) if part is not None else np.zeros(0, int)
+                extra_k.append(rk[mine])
+                extra_b.append(ref_bands["band"].to_numpy()[mine].astype(np.uint64))
+                extra_g.append(side.offsets[own_units + k] + ref_bands["row"].to_numpy()[mine])
+            gidx, band, key = np.concatenate(extra_g), np.concatenate(extra_b), np.concatenate(extra_k)
         order = np.lexsort((gidx, key, band))
         key, band, gidx = key[order], band[order], gidx[order]
         new = np.ones(len(key), dtype=bool)
@@ -130,6 +187,8 @@ class MinhashDedup(GlobalStep):
             pairs = np.unique(np.stack([np.concatenate(u_parts), np.concatenate(v_parts)], axis=1), axis=0)
         else:
             pairs = np.zeros((0, 2), dtype=np.int64)
+        if refs:  # pairs of two reference documents were settled when their corpora were built
+            pairs = pairs[pairs[:, 0] < side.offsets[len(side.tables) - len(refs)]]
         candidates = len(pairs)
         if p.verify and candidates:
             keep = self._verify(pairs, side)
@@ -161,35 +220,73 @@ class MinhashDedup(GlobalStep):
         u = np.concatenate([t["u"].to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
         v = np.concatenate([t["v"].to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
         n = len(side)
+        n_own = int(side.offsets[len(side.tables) - len(self._references())])
         labels = lsh.connected_components(n, u, v)
         sizes = np.bincount(labels, minlength=n)
         members = np.flatnonzero(sizes[labels] > 1)
         ids = side.column("id")
         member_ids = pc.take(ids, pa.array(members))
         lab = labels[members]
-        if self.params.keep == "first":
-            kept_of_label = {int(x): int(x) for x in np.unique(lab)}  # the label is the smallest global index
-        else:
+        if self.params.keep == "first" or n_own < n:
+            # the label is the smallest global index: the first document in input order, or a reference document
+            # (they come after this corpus's documents, so a component holding one is relabelled to it)
+            kept_of_label = {int(x): int(x) for x in np.unique(lab)}
+            ref_members = members[members >= n_own]
+            for g, l in zip(ref_members.tolist(), labels[ref_members].tolist()):
+                if kept_of_label[l] < n_own:
+                    kept_of_label[l] = g
+        if self.params.keep != "first":
             score = side.column("length" if self.params.keep == "longest" else "quality")[members].astype(np.float64)
             score = np.nan_to_num(score, nan=-np.inf)
             t = pa.table({"label": lab, "neg": -score, "id": member_ids, "g": members})
             t = t.sort_by([("label", "ascending"), ("neg", "ascending"), ("id", "ascending")])
             first = np.ones(t.num_rows, dtype=bool)
             first[1:] = t["label"].to_numpy()[1:] != t["label"].to_numpy()[:-1]
-            kept_of_label = dict(zip(t["label"].to_numpy()[first].tolist(), t["g"].to_numpy()[first].tolist()))
+            best = dict(zip(t["label"].to_numpy()[first].tolist(), t["g"].to_numpy()[first].tolist()))
+            kept_of_label = {l: (g if g >= n_own else best[l]) for l, g in kept_of_label.items()} \
+                if n_own < n else best
         kept_g = np.fromiter((kept_of_label[int(x)] for x in lab), dtype=np.int64, count=len(lab))
-        unit, row = side.locate(members)
-        pos = np.fromiter((side.tables[un]["_pos"][r].as_py() for un, r in zip(unit.tolist(), row.tolist())),
-                          dtype=np.int64, count=len(members))
+        removed = kept_g != members
+        against_ref = kept_g >= n_own
+        self._write_index(side, n_own, members[removed & (members < n_own)], out)
+        own = members < n_own
+        members, lab, kept_g, removed, against_ref = (x[own] for x in (members, lab, kept_g, removed, against_ref))
+        unit, _ = side.locate(members)
+        pos = side.column("_pos")[members]
+        reason = np.where(removed, np.where(against_ref, "near_duplicate_of_reference", "near_duplicate"), None)
         decisions = pa.table({"_unit": pa.array(unit.astype(np.int32)), "_pos": pa.array(pos),
                               "dup_cluster": pc.take(ids, pa.array(kept_g)),
                               "dup_count": pa.array(sizes[lab].astype(np.int32)),
-                              "removed": pa.array(kept_g != members)})
-        stats = {"documents": int(n), "bands": self.bands, "rows": self.rows, "threshold": self.params.threshold,
-                 "num_perm": self.params.num_perm, "ngram": self.params.ngram, "edges": int(len(u)),
-                 "clusters": int(len(kept_of_label)), "documents_in_clusters": int(len(members)),
-                 "removed": int((kept_g != members).sum())}
+                              "reason": pa.array(reason.tolist(), pa.string())})
+        stats = {"documents": n_own, "reference_documents": n - n_own, "bands": self.bands, "rows": self.rows,
+                 "threshold": self.params.threshold, "num_perm": self.params.num_perm, "ngram": self.params.ngram,
+                 "edges": int(len(u)), "clusters": int(len(np.unique(lab))),
+                 "documents_in_clusters": int(len(members)), "removed": int(removed.sum()),
+                 "removed_as_reference_duplicates": int((removed & against_ref).sum())}
         return decisions, stats
+
+    def _write_index(self, side: SideStore, n_own: int, removed: np.ndarray, out: Path) -> None:
+        """Persist the band index of the documents this step keeps, for later corpora's ``against``."""
+        d = out / INDEX_DIR
+        keep = np.ones(n_own, dtype=bool)
+        keep[removed] = False
+        docs_w = AtomicIPCWriter(d / "docs.arrow", self.side_schema)
+        bands_w = AtomicIPCWriter(d / "bands.arrow", INDEX_BANDS_SCHEMA)
+        row = 0
+        for u, t in enumerate(side.tables[:len(side.tables) - len(self._references())]):
+            sel = keep[side.offsets[u]:side.offsets[u + 1]]
+            kept_t = t.filter(pa.array(sel))
+            docs_w.write(kept_t)
+            if kept_t.num_rows:
+                bl = kept_t["bands"].combine_chunks()
+                per = np.diff(bl.offsets.to_numpy())
+                bands_w.write(pa.table({"band_key": bl.values,
+                                        "band": pa.array(np.concatenate([np.arange(k) for k in per]).astype(np.uint16)),
+                                        "row": pa.array(np.repeat(np.arange(row, row + kept_t.num_rows), per))}))
+            row += kept_t.num_rows
+        docs_w.close()
+        bands_w.close()
+        (d / "params.json").write_text(json.dumps({**self.index_params(), "documents": row}, indent=2) + "\n")
 
     def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:
         dec = decisions.for_unit(batch["_unit"][0].as_py())
@@ -201,8 +298,7 @@ class MinhashDedup(GlobalStep):
         idx = pc.index_in(batch["_pos"], value_set=dec["_pos"])
         batch = batch.append_column("dup_cluster", pc.take(dec["dup_cluster"], idx))
         batch = batch.append_column("dup_count", pc.fill_null(pc.take(dec["dup_count"], idx), 1))
-        removed = pc.fill_null(pc.take(dec["removed"], idx), False)
-        return batch, pc.if_else(removed, pa.scalar("near_duplicate"), pa.scalar(None, pa.string()))
+        return batch, pc.take(dec["reason"], idx)
 
 
 def _shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.Array:
