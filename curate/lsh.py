@@ -1,9 +1,15 @@
 """MinHash-LSH math, vectorized: shingle hashes, signatures, band parameters and keys, connected components.
 
-Nothing here loops over shingles in Python. Words are hashed with a polynomial over their UTF-8 bytes (one
-``np.add.reduceat``) and a 64-bit finalizer; a word n-gram is a finalized weighted sum of its word hashes; the
-``num_perm`` permutations are multiply-shift hashes ``(a*x + b) >> 32`` applied to all shingles of a chunk in one
-NumPy operation, reduced per document with ``np.minimum.reduceat``.
+Nothing here loops over shingles in Python. Each distinct word of a batch is hashed once, with a polynomial over its
+UTF-8 bytes (one ``np.add.reduceat``) and a 64-bit finalizer; a word n-gram is a finalized weighted sum of its word
+hashes. Two signature schemes share the estimator (fraction of equal signature values) and the banding:
+
+- ``oph`` (default): one-permutation hashing with optimal densification (Shrivastava, ICML 2017): each shingle hash
+  picks one of ``num_perm`` bins and competes for that bin's minimum; empty bins borrow the value of a bin chosen by
+  a fixed probe sequence. O(shingles + num_perm) per document, with the accuracy of k-permutation MinHash.
+- ``permutations``: classic MinHash, ``num_perm`` multiply-shift permutations ``(a*x + b) >> 32`` applied to all
+  shingles of a chunk in one NumPy operation, reduced per document with ``np.minimum.reduceat``. O(shingles x
+  num_perm).
 """
 
 from __future__ import annotations
@@ -34,24 +40,36 @@ def fmix64(h: np.ndarray) -> np.ndarray:
 
 
 def normalize_for_shingles(text: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """NFKC, lowercase, punctuation/symbols -> space, digits -> 0, CJK characters split into their own words,
-    whitespace folded."""
+    """NFKC, lowercase, punctuation/symbols -> space, CJK characters split into their own words, ends trimmed.
+    (Whitespace runs are folded by the word split, ASCII digits by the word hash.)"""
     t = pc.utf8_normalize(text, form="NFKC")
     t = pc.utf8_lower(t)
     t = pc.replace_substring_regex(t, r"[\p{P}\p{S}]", " ")
-    t = pc.replace_substring_regex(t, r"\d", "0")
-    t = pc.replace_substring_regex(t, _CJK, " \\1 ")
-    return pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r"\s+", " "))
+    if pc.any(pc.match_substring_regex(t, _CJK)).as_py():
+        t = pc.replace_substring_regex(t, _CJK, " \\1 ")
+    return pc.utf8_trim_whitespace(t)
+
+
+_BYTE_MAP = np.arange(256, dtype=np.uint64)
+_BYTE_MAP[ord("1"): ord("9") + 1] = ord("0")
 
 
 def word_hashes(words: pa.Array) -> np.ndarray:
-    """A 64-bit hash per string of ``words`` (a flat string array), from its UTF-8 bytes."""
+    """A 64-bit hash per string of ``words`` (a flat string array), from its UTF-8 bytes with ASCII digits folded
+    to 0; every distinct word is hashed once."""
+    if len(words) == 0:
+        return np.zeros(0, U64)
+    enc = pc.dictionary_encode(words)
+    return _hash_strings(enc.dictionary)[enc.indices.to_numpy(zero_copy_only=False)]
+
+
+def _hash_strings(words: pa.Array) -> np.ndarray:
     words = pa.concat_arrays([words]) if words.offset else words
     n = len(words)
     if n == 0:
         return np.zeros(0, U64)
     offsets = np.frombuffer(words.buffers()[1], dtype=np.int32, count=n + 1).astype(np.int64)
-    data = np.frombuffer(words.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]].astype(U64)
+    data = _BYTE_MAP[np.frombuffer(words.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]]
     offsets -= offsets[0]
     lengths = np.diff(offsets)
     local = np.arange(len(data), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
@@ -108,9 +126,41 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def signatures(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """MinHash signature (uint32, one row per document) from flattened shingle hashes; rows of documents without
+def oph_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """One-permutation hashing with optimal densification: uint32 signature rows; rows of documents without
     shingles are all ``EMPTY``."""
+    n_docs = len(offsets) - 1
+    k = num_perm
+    counts = np.diff(offsets)
+    mixed = fmix64(hashes ^ U64(seed & 0xFFFFFFFFFFFFFFFF))
+    with np.errstate(over="ignore"):
+        bins = ((mixed >> U64(32)) * U64(k)) >> U64(32)
+    values = (mixed & U64(0xFFFFFFFF)).astype(np.uint32)
+    doc = np.repeat(np.arange(n_docs, dtype=np.int64), counts)
+    sig = np.full(n_docs * k, EMPTY, dtype=np.uint32)
+    np.minimum.at(sig, doc * k + bins.astype(np.int64), values)
+    filled = np.zeros(n_docs * k, dtype=bool)
+    filled[doc * k + bins.astype(np.int64)] = True
+    sig, filled = sig.reshape(n_docs, k), filled.reshape(n_docs, k)
+    has = counts > 0
+    rows, cols = np.nonzero(~filled & has[:, None])
+    if len(rows):
+        source = sig.copy()
+        rng = np.random.default_rng(seed ^ 0xD3A5E)
+        attempt = 0
+        while len(rows):
+            attempt += 1
+            probe = rng.integers(0, k, size=k) if attempt <= 4 * k else (cols + attempt) % k
+            target = probe[cols] if attempt <= 4 * k else probe
+            ok = filled[rows, target]
+            sig[rows[ok], cols[ok]] = source[rows[ok], target[ok]]
+            rows, cols = rows[~ok], cols[~ok]
+    return sig
+
+
+def signatures(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """k-permutation MinHash signature (uint32, one row per document) from flattened shingle hashes; rows of
+    documents without shingles are all ``EMPTY``."""
     n_docs = len(offsets) - 1
     sig = np.full((n_docs, len(a)), EMPTY, dtype=np.uint32)
     counts = np.diff(offsets)
@@ -126,9 +176,10 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.nda
             end += 1
         docs = nonempty[start:end]
         lo, hi = offsets[docs[0]], offsets[docs[-1] + 1]
-        with np.errstate(over="ignore"):
-            perm = ((hashes[lo:hi, None] * a[None, :] + b[None, :]) >> U64(32)).astype(np.uint32)
-        sig[docs] = np.minimum.reduceat(perm, offsets[docs] - lo, axis=0)
+        buf = np.multiply(hashes[lo:hi, None], a[None, :])
+        np.add(buf, b[None, :], out=buf)
+        # x >> 32 is monotonic, so the minimum can be taken before the shift
+        sig[docs] = (np.minimum.reduceat(buf, offsets[docs] - lo, axis=0) >> U64(32)).astype(np.uint32)
         start = end
     return sig
 

@@ -44,7 +44,9 @@ def index_dir(base: Path, corpus: str) -> Path:
 
 class MinhashParams(StepParams):
     ngram: int = Field(default=5, ge=1, le=32, description="words per shingle")
-    num_perm: int = Field(default=128, ge=2, le=1024)
+    num_perm: int = Field(default=128, ge=2, le=1024, description="signature length")
+    signature: Literal["oph", "permutations"] = Field(
+        default="oph", description="one-permutation hashing with densification, or classic k permutations")
     threshold: float = Field(default=0.8, gt=0, lt=1, description="Jaccard similarity that makes a duplicate")
     bands: int | None = Field(default=None, ge=1)
     rows: int | None = Field(default=None, ge=1)
@@ -89,8 +91,8 @@ class MinhashDedup(GlobalStep):
     def index_params(self) -> dict[str, Any]:
         """What must match for two corpora's band indexes to be comparable."""
         p = self.params
-        return {"format": INDEX_FORMAT, "ngram": p.ngram, "num_perm": p.num_perm, "seed": self.seed,
-                "bands": self.bands, "rows": self.rows}
+        return {"format": INDEX_FORMAT, "ngram": p.ngram, "num_perm": p.num_perm, "signature": p.signature,
+                "seed": self.seed, "bands": self.bands, "rows": self.rows}
 
     def _references(self) -> list[tuple[pa.Table, pa.Table]]:
         """(docs, bands) of every corpus in ``against``, memory-mapped."""
@@ -129,7 +131,10 @@ class MinhashDedup(GlobalStep):
     def keys(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
         p: MinhashParams = self.params
         hashes, offsets = lsh.shingle_hashes(batch["text"], p.ngram, self.seed)
-        sig = lsh.signatures(hashes, offsets, self.a, self.b)
+        if p.signature == "oph":
+            sig = lsh.oph_signatures(hashes, offsets, p.num_perm, self.seed)
+        else:
+            sig = lsh.signatures(hashes, offsets, self.a, self.b)
         band = lsh.band_keys(sig, self.bands, self.rows, self.seed)
         has = np.flatnonzero(np.diff(offsets) > 0)
         n_b = self.bands
