@@ -14,6 +14,8 @@ hashes. Two signature schemes share the estimator (fraction of equal signature v
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,11 +44,19 @@ def fmix64(h: np.ndarray) -> np.ndarray:
 def normalize_for_shingles(text: pa.ChunkedArray | pa.Array) -> pa.Array:
     """NFKC, lowercase, punctuation/symbols -> space, CJK characters split into their own words, ends trimmed.
     (Whitespace runs are folded by the word split, ASCII digits by the word hash.)"""
-    t = pc.utf8_normalize(text, form="NFKC")
-    t = pc.utf8_lower(t)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    non_ascii = pc.invert(pc.string_is_ascii(text))
+    if pc.any(non_ascii).as_py():  # NFKC and CJK splitting are the identity on ASCII: only touch other documents
+        sub = pc.filter(text, non_ascii)
+        todo = pa.array([not unicodedata.is_normalized("NFKC", x) for x in sub.to_pylist()])  # C quick check
+        if pc.any(todo).as_py():
+            sub = pc.replace_with_mask(sub, todo, pc.utf8_normalize(pc.filter(sub, todo), form="NFKC"))
+        if pc.any(pc.match_substring_regex(sub, _CJK)).as_py():
+            sub = pc.replace_substring_regex(sub, _CJK, " \\1 ")
+        text = pc.replace_with_mask(text, non_ascii, sub)
+    t = pc.utf8_lower(text)
     t = pc.replace_substring_regex(t, r"[\p{P}\p{S}]", " ")
-    if pc.any(pc.match_substring_regex(t, _CJK)).as_py():
-        t = pc.replace_substring_regex(t, _CJK, " \\1 ")
     return pc.utf8_trim_whitespace(t)
 
 
@@ -111,11 +121,16 @@ def shingle_hashes(text: pa.ChunkedArray | pa.Array, ngram: int, seed: int = 0) 
     starts = np.repeat(w_off[:-1], n_sh) + (np.arange(total) - np.repeat(sh_off[:-1], n_sh))
     widths = np.minimum(np.repeat(counts, n_sh), ngram)
     acc = np.zeros(total, dtype=U64)
+    full = widths == ngram
     with np.errstate(over="ignore"):
-        for k in range(ngram):
-            valid = k < widths
-            idx = np.where(valid, starts + k, 0)
-            acc += np.where(valid, wh[idx] * mult[k] if len(wh) else U64(0), U64(0))
+        if len(wh) >= ngram:  # sliding windows over all words; pick those that stay inside their document
+            window = wh[: len(wh) - ngram + 1] * mult[0]
+            for k in range(1, ngram):
+                window += wh[k: len(wh) - ngram + 1 + k] * mult[k]
+            acc[full] = window[starts[full]]
+        for i in np.flatnonzero(~full):  # documents shorter than ngram words: one shingle of all their words
+            w = int(widths[i])
+            acc[i] = (wh[starts[i]: starts[i] + w] * mult[:w]).sum(dtype=U64)
     return fmix64(acc ^ widths.astype(U64)), sh_off
 
 

@@ -308,12 +308,13 @@ class MinhashDedup(GlobalStep):
 
 def _shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.Array:
     """Per document: its sorted, unique 32-bit shingle hashes (the set exact verification compares)."""
-    small = (hashes >> np.uint64(32)).astype(np.uint32)
-    doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    order = np.lexsort((small, doc))
-    small, doc = small[order], doc[order]
-    first = np.ones(len(small), dtype=bool)
-    first[1:] = (small[1:] != small[:-1]) | (doc[1:] != doc[:-1])
-    small, doc = small[first], doc[first]
-    new_off = np.concatenate([[0], np.cumsum(np.bincount(doc, minlength=len(offsets) - 1))]).astype(np.int64)
-    return pa.LargeListArray.from_arrays(pa.array(new_off), pa.array(small, pa.uint32()))
+    n_docs = len(offsets) - 1
+    doc = np.repeat(np.arange(n_docs, dtype=np.uint64), np.diff(offsets))
+    key = (doc << np.uint64(32)) | (hashes >> np.uint64(32))
+    key.sort()
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    key = key[first]
+    counts = np.bincount((key >> np.uint64(32)).astype(np.int64), minlength=n_docs)
+    new_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return pa.LargeListArray.from_arrays(pa.array(new_off), pa.array(key.astype(np.uint32), pa.uint32()))
