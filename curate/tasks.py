@@ -16,16 +16,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from curate.layout import Layout, read_json, write_json_atomic
 from curate.arrow_io import AtomicIPCWriter, AtomicWriter, ShardWriter, read_ipc
+from curate.layout import Layout, read_json, write_json_atomic
 from curate.plan import Plan, Segment, step_context
 from curate.readers import DOC_SCHEMA, ERROR_SCHEMA, read_unit
 from curate.recipe import KeepRemoved, StepSpec
 from curate.steps import REGISTRY, GlobalStep, MapStep, Step
 from curate.steps.base import Decisions, SideStore, histogram
-
-REMOVED_EXTRA = pa.schema([("reason", pa.string()), ("step", pa.string())])
-
 
 class Worker:
     """Per-process state: step instances (models loaded once) and cached decisions."""

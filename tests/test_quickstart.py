@@ -55,7 +55,7 @@ def test_every_domain_has_zstd_shards_with_the_recorded_sha256(quickstart_out: P
 def test_documents_carry_contract_columns_and_annotations(quickstart_out: Path) -> None:
     t = pq.read_table(next((quickstart_out / "data" / "web").glob("*.parquet")))
     for col in ["id", "text", "domain", "source", "normalized_chars_delta", "exact_copies", "dup_lines_removed",
-                "q_words", "q_dup_5gram_ratio"]:
+                "q_words", "q_dup_5gram_ratio", "dup_cluster", "dup_count"]:
         assert col in t.column_names
     assert not any(c.startswith("_") for c in t.column_names)
     assert t["id"].to_pylist()[0].startswith("data/quickstart/web/")
@@ -83,7 +83,7 @@ def test_card_reports_funnel_reasons_and_domains(quickstart_out: Path) -> None:
     card = (quickstart_out / "card.md").read_text()
     m = _manifest(quickstart_out)
     assert f"Documents read **{m['accounting']['read']:,}**" in card
-    for step in ["normalize", "exact_dedup", "line_dedup", "quality"]:
+    for step in ["normalize", "exact_dedup", "line_dedup", "quality", "minhash_dedup"]:
         assert f"| {step} |" in card
     assert "| books |" in card and "est. tokens" in card
 

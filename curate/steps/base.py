@@ -144,16 +144,8 @@ class GlobalStep(Step):
         raise NotImplementedError
 
 
-def null_column(dtype: pa.DataType, n: int) -> pa.Array:
-    return pa.nulls(n, type=dtype)
-
-
 def histogram(values: pa.Array, edges: list[float]) -> list[int]:
     """Counts per bin: (-inf, e0), [e0, e1), ..., [e_last, inf); nulls are not counted."""
     arr = values.drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
     idx = np.searchsorted(np.asarray(edges, dtype=np.float64), arr, side="right")
     return np.bincount(idx, minlength=len(edges) + 1).tolist()
-
-
-def reasons(values: list[str | None]) -> pa.Array:
-    return pa.array(values, type=pa.string())
