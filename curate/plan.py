@@ -15,6 +15,7 @@ from curate.readers import DOC_SCHEMA, Unit, plan_units
 from curate.recipe import Recipe, StepSpec
 from curate.steps import REGISTRY, GlobalStep
 from curate.steps.base import StepContext
+from mixlab.config import suggest
 from mixlab.errors import ConfigError
 
 
@@ -41,6 +42,8 @@ class Plan:
     segments: list[Segment]
     schemas: list[pa.Schema]
     """schemas[k]: columns of the documents leaving segment k (hidden ``_unit``/``_pos`` included)."""
+    domains: list[str]
+    """The domains of the output (source domains, as routing steps rename them)."""
 
     @property
     def global_steps(self) -> list[StepSpec]:
@@ -71,17 +74,36 @@ def build_plan(recipe: Recipe) -> Plan:
     schema = DOC_SCHEMA
     schemas = []
     ctx = step_context(recipe)
+    domains = {s.domain for s in recipe.model.sources}
     for seg in segments:
         for spec in seg.steps:
+            for d in spec.params.domains or []:
+                if d not in domains:
+                    raise ConfigError(f"steps[{spec.index}].{spec.name}.domains: unknown domain {d!r}"
+                                      f"{suggest(d, domains)} (domains here: {', '.join(sorted(domains))})")
             try:
                 REGISTRY[spec.name].check_input(spec.params, schema, ctx)
             except ValueError as e:
                 raise ConfigError(f"steps[{spec.index}].{spec.name}: {e}") from None
+            domains = REGISTRY[spec.name].output_domains(spec.params, domains)
             for name, dtype in REGISTRY[spec.name].columns.items():
                 if name in schema.names:
                     raise ConfigError(f"steps[{spec.index}] {spec.name}: column {name!r} is already set by a step")
                 schema = schema.append(pa.field(name, dtype))
         schemas.append(schema)
+    _check_mixture(recipe, domains)
     names = [[recipe.source_name(p) for p in files] for files in recipe.files]
     units = plan_units(recipe.files, recipe.model.sources, names)
-    return Plan(recipe, units, segments, schemas)
+    return Plan(recipe, units, segments, schemas, sorted(domains))
+
+
+def _check_mixture(recipe: Recipe, domains: set[str]) -> None:
+    mixture = recipe.model.mixture
+    if mixture.method != "manual":
+        return
+    given = set(mixture.weights or {})
+    for d in sorted(given - domains):
+        raise ConfigError(f"mixture.weights.{d}: unknown domain{suggest(d, domains)} "
+                          f"(domains: {', '.join(sorted(domains))})")
+    for d in sorted(domains - given):
+        raise ConfigError(f"mixture.weights: no weight for domain {d!r}")

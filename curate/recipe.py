@@ -113,10 +113,6 @@ class Recipe:
     def name(self) -> str:
         return self.model.name
 
-    @property
-    def domains(self) -> list[str]:
-        return sorted({s.domain for s in self.model.sources})
-
     def output_dir(self) -> Path:
         return resolve(self.base, self.model.output.dir)
 
@@ -206,7 +202,8 @@ def parse_steps(raw: list[Any], source: str = "") -> list[StepSpec]:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Validate a recipe fully: keys, types, values, step params, input files and mixture domains."""
+    """Validate a recipe: keys, types, values, step params and input files. (What depends on the steps' order,
+    domains and models is checked by `curate.plan.build_plan`, also before any work starts.)"""
     path = Path(path)
     data = apply_overrides(load_yaml(path), overrides)
     model = validate(RecipeModel, data, source=str(path))
@@ -222,17 +219,4 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
                                   f"set one of: {', '.join(FORMATS)}")
             source.format = formats.pop()
         files.append(found)
-    domains = {s.domain for s in model.sources}
-    for spec in steps:
-        for d in getattr(spec.params, "domains", None) or []:
-            if d not in domains:
-                raise ConfigError(f"steps[{spec.index}].domains: unknown domain {d!r}{suggest(d, domains)} "
-                                  f"(domains: {', '.join(sorted(domains))})")
-    if model.mixture.method == "manual":
-        given = set(model.mixture.weights or {})
-        for d in sorted(given - domains):
-            raise ConfigError(f"mixture.weights.{d}: unknown domain{suggest(d, domains)} "
-                              f"(domains: {', '.join(sorted(domains))})")
-        for d in sorted(domains - given):
-            raise ConfigError(f"mixture.weights: no weight for domain {d!r}")
     return Recipe(model, steps, files, base)

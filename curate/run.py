@@ -121,7 +121,7 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     recipe = plan.recipe
     collected = tasks.collect_map_stats(lay, plan)
     per_domain: dict[str, Any] = {}
-    for d in recipe.domains:
+    for d in plan.domains:
         shards = _shards(lay, f"finalize/data/{d}") if d in domains else []
         docs, nbytes = sum(s["docs"] for s in shards), sum(s["bytes"] for s in shards)
         per_domain[d] = {"docs": docs, "bytes": nbytes, "est_tokens": round(nbytes / BYTES_PER_TOKEN),
@@ -156,7 +156,7 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     import pyarrow.parquet as pq
     for s in error_shards:
         error_kinds.update(pq.read_table(lay.root / s["path"], columns=["kind"])["kind"].to_pylist())
-    mixture = weigh(recipe.model.mixture, {d: per_domain[d]["est_tokens"] for d in recipe.domains})
+    mixture = weigh(recipe.model.mixture, {d: per_domain[d]["est_tokens"] for d in plan.domains})
     write_json_atomic(lay.mixture, mixture)
     corpus_hash = hashlib.sha256("".join(s["sha256"] for d in sorted(per_domain)
                                          for s in per_domain[d]["shards"]).encode()).hexdigest()

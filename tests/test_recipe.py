@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from curate.plan import build_plan
 from curate.recipe import load_recipe
 from mixlab.errors import ConfigError
 from tests.conftest import build_corpus, kept, removed
@@ -23,13 +24,15 @@ def test_format_is_inferred_from_the_extension(tmp_path: Path, write_recipe) -> 
 
 
 def test_a_step_limited_to_an_unknown_domain_is_rejected(tmp_path: Path, write_recipe) -> None:
-    with pytest.raises(ConfigError, match=r"steps\[0\].domains: unknown domain 'wbe', did you mean 'web'"):
-        load_recipe(_recipe(tmp_path, write_recipe, steps=[{"quality": {"domains": ["wbe"]}}]))
+    with pytest.raises(ConfigError, match=r"steps\[0\].quality.domains: unknown domain 'wbe', did you mean 'web'"):
+        build_plan(load_recipe(_recipe(tmp_path, write_recipe, steps=[{"quality": {"domains": ["wbe"]}}])))
 
 
 def test_manual_mixture_must_weigh_exactly_the_recipe_domains(tmp_path: Path, write_recipe) -> None:
+    recipe = load_recipe(_recipe(tmp_path, write_recipe,
+                                 mixture={"method": "manual", "weights": {"web": 1, "code": 1}}))
     with pytest.raises(ConfigError, match="mixture.weights.code: unknown domain"):
-        load_recipe(_recipe(tmp_path, write_recipe, mixture={"method": "manual", "weights": {"web": 1, "code": 1}}))
+        build_plan(recipe)
 
 
 def test_a_step_listed_twice_is_rejected(tmp_path: Path, write_recipe) -> None:

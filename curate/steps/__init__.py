@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from curate.steps.base import GlobalStep, MapStep, Step
 from curate.steps.exact_dedup import ExactDedup
+from curate.steps.langid import Langid
 from curate.steps.line_dedup import LineDedup
 from curate.steps.minhash import MinhashDedup
 from curate.steps.normalize import Normalize
 from curate.steps.quality import Quality
 
-REGISTRY: dict[str, type[Step]] = {cls.name: cls for cls in (Normalize, ExactDedup, LineDedup, MinhashDedup, Quality)}
+REGISTRY: dict[str, type[Step]] = {cls.name: cls for cls in (Normalize, ExactDedup, LineDedup, MinhashDedup, Quality, Langid)}
 
 __all__ = ["REGISTRY", "Step", "MapStep", "GlobalStep"]

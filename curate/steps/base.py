@@ -49,6 +49,11 @@ class Step:
         """Load models and other heavy state; called once per worker before the first batch."""
 
     @classmethod
+    def output_domains(cls, params: StepParams, domains: set[str]) -> set[str]:
+        """The domains documents can have after this step (a routing step renames them)."""
+        return domains
+
+    @classmethod
     def check_input(cls, params: StepParams, schema: pa.Schema, ctx: StepContext) -> None:
         """Raise ValueError when the documents reaching the step (``schema``) or the files ``params`` name lack
         something the step needs; called before any work starts."""
