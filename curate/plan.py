@@ -83,7 +83,7 @@ def build_plan(recipe: Recipe) -> Plan:
                                       f"{suggest(d, domains)} (domains here: {', '.join(sorted(domains))})")
             try:
                 REGISTRY[spec.name].check_input(spec.params, schema, ctx)
-            except ValueError as e:
+            except (ValueError, ConfigError) as e:
                 raise ConfigError(f"steps[{spec.index}].{spec.name}: {e}") from None
             domains = REGISTRY[spec.name].output_domains(spec.params, domains)
             for name, dtype in REGISTRY[spec.name].columns.items():
