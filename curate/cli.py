@@ -33,6 +33,29 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("overrides", nargs="*", metavar="key.path=value")
     i = sub.add_parser("inspect", help="summarize a built corpus")
     i.add_argument("output", type=Path)
+
+    lm = sub.add_parser("lm", help="KenLM language models").add_subparsers(dest="action", required=True)
+    t = lm.add_parser("train", help="train a CCNet-style SentencePiece + KenLM model")
+    t.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS",
+                   help="text files (jsonl[.gz|.zst], parquet, or one document per line) or corpus directories")
+    t.add_argument("--lang", required=True)
+    t.add_argument("--out", required=True, type=Path)
+    t.add_argument("--order", type=int, default=5)
+    t.add_argument("--vocab-size", type=int, default=16_000)
+    t.add_argument("--prune", type=int, nargs="*", help="lmplz --prune thresholds, e.g. 0 0 1")
+    t.add_argument("--domain", help="only this domain of a corpus input")
+
+    cl = sub.add_parser("classifier", help="fastText quality classifiers").add_subparsers(dest="action",
+                                                                                         required=True)
+    c = cl.add_parser("train", help="train a classifier: reference-quality text vs other text")
+    c.add_argument("--positive", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS")
+    c.add_argument("--negative", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS")
+    c.add_argument("--out", required=True, type=Path)
+    c.add_argument("--held-out", type=float, default=0.1)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--epochs", type=int, default=10)
+    c.add_argument("--max-docs", type=int, default=200_000, help="per class")
+    c.add_argument("--threshold", type=float, default=0.5, help="for the reported precision/recall")
     return p
 
 
@@ -98,6 +121,27 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_lm(args: argparse.Namespace) -> int:
+    from curate import lm
+
+    card = lm.train(args.input, args.out, args.lang, order=args.order, vocab_size=args.vocab_size,
+                    prune=args.prune, domain=args.domain)
+    print(f"{args.out}: {card['order']}-gram, {card['vocab_size']} pieces, {card['data']['tokens']:,} training tokens, "
+          f"{card['size_bytes']['lm.binary'] / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+def _cmd_classifier(args: argparse.Namespace) -> int:
+    from curate import classifier
+
+    card = classifier.train(args.positive, args.negative, args.out, held_out=args.held_out, seed=args.seed,
+                            epochs=args.epochs, max_docs=args.max_docs, threshold=args.threshold)
+    m = card["held_out_metrics"]
+    print(f"{args.out}: held-out precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} "
+          f"ROC AUC {m['roc_auc']:.3f} on {card['documents']['held_out']} documents")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -109,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(quiet=args.quiet, verbose=args.verbose)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        return {"run": _cmd_run, "validate": _cmd_validate, "inspect": _cmd_inspect}[args.command](args)
+        commands = {"run": _cmd_run, "validate": _cmd_validate, "inspect": _cmd_inspect, "lm": _cmd_lm,
+                    "classifier": _cmd_classifier}
+        return commands[args.command](args)
     except MixlabError as e:
         print(f"curate: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -8,8 +8,11 @@ from curate.steps.langid import Langid
 from curate.steps.line_dedup import LineDedup
 from curate.steps.minhash import MinhashDedup
 from curate.steps.normalize import Normalize
+from curate.steps.perplexity import Perplexity
 from curate.steps.quality import Quality
+from curate.steps.quality_classifier import QualityClassifier
 
-REGISTRY: dict[str, type[Step]] = {cls.name: cls for cls in (Normalize, ExactDedup, LineDedup, MinhashDedup, Quality, Langid)}
+REGISTRY: dict[str, type[Step]] = {cls.name: cls for cls in (Normalize, ExactDedup, LineDedup, MinhashDedup, Quality, Langid, Perplexity,
+                                                     QualityClassifier)}
 
 __all__ = ["REGISTRY", "Step", "MapStep", "GlobalStep"]

@@ -1,0 +1,102 @@
+"""A fastText quality classifier, as LLaMA and DCLM build one: a linear model separating reference-quality text
+(e.g. Wikipedia, books) from random web text. `curate classifier train` trains and evaluates it on held-out
+documents; the `quality_classifier` step scores documents with it."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.lm import input_texts
+from mixlab.errors import ConfigError
+from mixlab.logs import log
+
+POSITIVE, NEGATIVE = "__label__hq", "__label__lq"
+
+
+def prepare(texts: pa.Array | pa.ChunkedArray, max_chars: int) -> list[str]:
+    """What the classifier sees: the first ``max_chars`` characters, lowercased, on one line."""
+    t = pc.utf8_slice_codeunits(texts, 0, max_chars)
+    t = pc.utf8_lower(t)
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r"\s+", " ")).to_pylist()
+
+
+def _docs(paths: list[Path], max_docs: int, max_chars: int) -> list[str]:
+    out: list[str] = []
+    for batch in input_texts(paths):
+        out += [t for t in prepare(batch, max_chars) if t]
+        if len(out) >= max_docs:
+            break
+    return out[:max_docs]
+
+
+def train(positive: list[Path], negative: list[Path], out: Path, held_out: float = 0.1, seed: int = 0,
+          epochs: int = 10, word_ngrams: int = 2, max_docs: int = 200_000, max_chars: int = 10_000,
+          threshold: float = 0.5) -> dict[str, Any]:
+    import fasttext
+
+    started = time.time()
+    pos, neg = _docs(positive, max_docs, max_chars), _docs(negative, max_docs, max_chars)
+    if len(pos) < 20 or len(neg) < 20:
+        raise ConfigError(f"need at least 20 positive and 20 negative documents (got {len(pos)} and {len(neg)})")
+    rng = random.Random(seed)
+    data = [(POSITIVE, t) for t in pos] + [(NEGATIVE, t) for t in neg]
+    rng.shuffle(data)
+    n_test = max(10, int(len(data) * held_out))
+    test, train_set = data[:n_test], data[n_test:]
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=out, delete=True, encoding="utf-8") as f:
+        f.writelines(f"{label} {text}\n" for label, text in train_set)
+        f.flush()
+        log.info(f"classifier train: {len(train_set):,} documents ({len(pos):,} positive, {len(neg):,} negative "
+                 f"before the {held_out:.0%} held-out split)")
+        model = fasttext.train_supervised(input=f.name, epoch=epochs, wordNgrams=word_ngrams, seed=seed, thread=1,
+                                          verbose=0, lr=0.5, dim=64, minCount=2)
+    model.save_model(str(out / "model.bin"))
+    scores = score(model, [t for _, t in test])
+    truth = np.array([label == POSITIVE for label, _ in test])
+    metrics = evaluate(scores, truth, threshold)
+    card = {"positive": [str(p) for p in positive], "negative": [str(p) for p in negative],
+            "documents": {"positive": len(pos), "negative": len(neg), "train": len(train_set), "held_out": n_test},
+            "params": {"epochs": epochs, "word_ngrams": word_ngrams, "dim": 64, "lr": 0.5, "max_chars": max_chars,
+                       "seed": seed},
+            "held_out_metrics": metrics, "threshold": threshold, "seconds": round(time.time() - started, 1)}
+    (out / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
+def score(model: Any, texts: list[str]) -> np.ndarray:
+    """P(positive) per text."""
+    if not texts:
+        return np.zeros(0)
+    labels, probs = model.predict(texts, k=2)
+    return np.array([dict(zip(lab, pr)).get(POSITIVE, 0.0) for lab, pr in zip(labels, probs)], dtype=np.float64)
+
+
+def evaluate(scores: np.ndarray, truth: np.ndarray, threshold: float) -> dict[str, float]:
+    pred = scores >= threshold
+    tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "roc_auc": round(roc_auc(scores, truth), 4), "accuracy": round(float((pred == truth).mean()), 4)}
+
+
+def roc_auc(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the ROC curve: the probability that a positive outranks a negative (ties count half)."""
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0
+    ranks = avg_rank[inverse]
+    return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
