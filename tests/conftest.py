@@ -84,3 +84,14 @@ def removed(out: Path, step: str) -> list[dict[str, Any]]:
     for f in sorted((out / "removed" / step).glob("*.parquet")):
         rows += pq.read_table(f).to_pylist()
     return rows
+
+
+@pytest.fixture(scope="session")
+def english_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CCNet-style English model trained by `curate lm train` on WikiText-2 validation text."""
+    from curate.cli import main
+
+    out = tmp_path_factory.mktemp("lm") / "en"
+    assert main(["--quiet", "lm", "train", "--input", str(SHARED_DATA / "corpus" / "wiki" / "wikitext2_valid.txt"),
+                 "--lang", "en", "--order", "4", "--vocab-size", "4000", "--out", str(out)]) == 0
+    return out
