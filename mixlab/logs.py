@@ -36,7 +36,12 @@ def add_file(path: Path) -> logging.Handler:
     return handler
 
 
+def bars_enabled() -> bool:
+    """Progress bars are drawn on a terminal and not under ``--quiet``."""
+    return not _quiet and sys.stderr.isatty()
+
+
 def progress(items: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
     """A progress bar with rate and ETA, silent under ``--quiet`` or when stderr is not a terminal."""
-    disable = _quiet or not sys.stderr.isatty()
-    yield from tqdm(items, total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True, leave=False)
+    yield from tqdm(items, total=total, desc=desc, unit=unit, disable=not bars_enabled(), dynamic_ncols=True,
+                    leave=False)

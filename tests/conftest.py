@@ -17,12 +17,34 @@ QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 
 
 @pytest.fixture(scope="session")
-def quickstart_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def quickstart_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quickstart's English KenLM model, trained as `make demo` trains it."""
+    from curate.cli import main
+
+    out = tmp_path_factory.mktemp("qs-lm") / "en"
+    assert main(["--quiet", "lm", "train", "--input", str(ROOT / "recipes/data/quickstart/wiki/wiki_demo.txt"),
+                 "--lang", "en", "--order", "4", "--vocab-size", "8000", "--prune", "0", "1", "1",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def quickstart_overrides(lm: Path) -> list[str]:
+    """Point the quickstart recipe's perplexity step at a model trained for the tests."""
+    import yaml as _yaml
+
+    steps = _yaml.safe_load(QUICKSTART.read_text())["steps"]
+    index = next(i for i, s in enumerate(steps) if isinstance(s, dict) and "perplexity" in s)
+    return [f"steps[{index}].perplexity.models.en={lm}"]
+
+
+@pytest.fixture(scope="session")
+def quickstart_out(tmp_path_factory: pytest.TempPathFactory, quickstart_lm: Path) -> Path:
     """The quickstart recipe built once for the whole session (2 workers)."""
     from curate.cli import main
 
     out = tmp_path_factory.mktemp("quickstart") / "out"
-    assert main(["--quiet", "run", str(QUICKSTART), "--output", str(out), "--workers", "2"]) == 0
+    assert main(["--quiet", "run", str(QUICKSTART), *quickstart_overrides(quickstart_lm), "--output", str(out),
+                 "--workers", "2"]) == 0
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from curate.cli import main
-from tests.conftest import QUICKSTART
+from tests.conftest import QUICKSTART, quickstart_overrides
 
 
 def _manifest(out: Path) -> dict:
@@ -96,10 +96,11 @@ def test_stats_files_hold_counters_and_histograms(quickstart_out: Path) -> None:
     assert "distinct_lines" in json.loads((quickstart_out / "stats" / "line_dedup.json").read_text())["reduce"]
 
 
-def test_same_recipe_and_seed_give_identical_shards_whatever_the_worker_count(quickstart_out: Path,
-                                                                              tmp_path: Path) -> None:
+def test_same_recipe_and_seed_give_identical_shards_whatever_the_worker_count(quickstart_out: Path, tmp_path: Path,
+                                                                              quickstart_lm: Path) -> None:
     out = tmp_path / "again"
-    assert main(["--quiet", "run", str(QUICKSTART), "--output", str(out), "--workers", "1"]) == 0
+    assert main(["--quiet", "run", str(QUICKSTART), *quickstart_overrides(quickstart_lm), "--output", str(out),
+                 "--workers", "1"]) == 0
     a, b = _manifest(quickstart_out), _manifest(out)
     assert a["corpus_sha256"] == b["corpus_sha256"]
     assert [s["sha256"] for d in a["domains"].values() for s in d["shards"]] == \
@@ -107,9 +108,9 @@ def test_same_recipe_and_seed_give_identical_shards_whatever_the_worker_count(qu
     assert a["removed"] == b["removed"]
 
 
-def test_running_a_complete_corpus_again_does_nothing(quickstart_out: Path, capsys) -> None:
+def test_running_a_complete_corpus_again_does_nothing(quickstart_out: Path, capsys, quickstart_lm: Path) -> None:
     before = (quickstart_out / "manifest.json").read_bytes()
-    assert main(["run", str(QUICKSTART), "--output", str(quickstart_out)]) == 0
+    assert main(["run", str(QUICKSTART), *quickstart_overrides(quickstart_lm), "--output", str(quickstart_out)]) == 0
     assert "already complete" in capsys.readouterr().err
     assert (quickstart_out / "manifest.json").read_bytes() == before
 

@@ -13,12 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QUICKSTART, ROOT
+from tests.conftest import QUICKSTART, ROOT, quickstart_overrides
+
+
+@pytest.fixture(autouse=True)
+def _lm(quickstart_lm: Path) -> None:
+    global LM_OVERRIDES
+    LM_OVERRIDES = quickstart_overrides(quickstart_lm)
+
+
+LM_OVERRIDES: list[str] = []
 
 
 def _curate(out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "curate.cli", "--quiet", "run", str(QUICKSTART), "--output",
-                           str(out), "--workers", "2", *extra], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "curate.cli", "--quiet", "run", str(QUICKSTART), *LM_OVERRIDES,
+                           "--output", str(out), "--workers", "2", *extra], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "MIXLAB_TASK_LOG": "1", **(env or {})}, timeout=300)
 
 
@@ -52,8 +61,8 @@ def test_killed_run_resumes_to_identical_shards(quickstart_out: Path, tmp_path: 
 
 def test_externally_killed_run_resumes_to_identical_shards(quickstart_out: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "--quiet", "run", str(QUICKSTART), "--output",
-                             str(out), "--workers", "2"], cwd=ROOT, start_new_session=True,
+    proc = subprocess.Popen([sys.executable, "-m", "curate.cli", "--quiet", "run", str(QUICKSTART), *LM_OVERRIDES,
+                             "--output", str(out), "--workers", "2"], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline and len(list((out / ".state").rglob("*.done"))) < 20:

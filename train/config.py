@@ -1,0 +1,95 @@
+"""Typed configs for the `train` commands; loaded with the shared loader (`mixlab.config`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from mixlab.config import Strict
+
+
+class ModelConfig(Strict):
+    path: str | None = Field(default=None, description="local HF checkpoint directory (continued pretraining)")
+    architecture: Literal["llama"] = "llama"
+    config: dict[str, Any] = Field(default_factory=dict, description="architecture config (from scratch)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelConfig":
+        if self.path is not None and self.config:
+            raise ValueError("give model.path (continue a checkpoint) or model.config (from scratch), not both")
+        return self
+
+
+class DataConfig(Strict):
+    seq_len: int = Field(default=512, ge=8)
+    weights: dict[str, float] | None = Field(default=None, description="domain weights; default: mixture.json")
+    max_repetition: float = Field(default=4.0, gt=0, description="epochs a domain may be repeated")
+    heldout_fraction: float = Field(default=0.01, ge=0, lt=0.5, description="documents kept for evaluation")
+    document_masking: bool = Field(default=False, description="attention and positions restart at each document")
+    workers: int = Field(default=2, ge=1, description="tokenization processes")
+
+
+class OptimConfig(Strict):
+    batch_size: int = Field(default=8, ge=1, description="sequences per micro-batch (per process)")
+    grad_accum: int = Field(default=1, ge=1)
+    max_steps: int = Field(default=1000, ge=1)
+    lr: float = Field(default=3e-4, gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
+    warmup_steps: int = Field(default=100, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    gradient_checkpointing: bool = False
+    compile: bool = False
+
+
+class EvalConfig(Strict):
+    every: int = Field(default=100, ge=1)
+    tokens_per_domain: int = Field(default=100_000, ge=1)
+
+
+class CheckpointConfig(Strict):
+    every: int = Field(default=500, ge=1)
+    keep: int = Field(default=2, ge=1)
+
+
+class LogConfig(Strict):
+    every: int = Field(default=10, ge=1)
+    tensorboard: bool = True
+
+
+class DistributedConfig(Strict):
+    backend: Literal["auto", "ddp", "deepspeed"] = Field(
+        default="auto", description="auto: DDP when launched by torchrun with several processes, else none")
+    zero_stage: int = Field(default=2, ge=0, le=3, description="DeepSpeed ZeRO stage")
+    deepspeed: dict[str, Any] = Field(default_factory=dict, description="extra DeepSpeed config, merged in")
+
+
+class PretrainConfig(Strict):
+    corpus: str
+    tokenizer: str
+    out: str
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    eval: EvalConfig = EvalConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    log: LogConfig = LogConfig()
+    distributed: DistributedConfig = DistributedConfig()
+
+    def resolve(self, base: Path) -> "PretrainConfig":
+        """Relative paths are relative to the config file's directory."""
+        def r(p: str | None) -> str | None:
+            if p is None:
+                return None
+            q = Path(p).expanduser()
+            return str(q if q.is_absolute() else (base / q).resolve())
+
+        out = self.model_copy(deep=True)
+        out.corpus, out.tokenizer, out.out = r(self.corpus), r(self.tokenizer), r(self.out)  # type: ignore[assignment]
+        out.model.path = r(self.model.path)
+        return out
