@@ -66,9 +66,26 @@ def test_a_rule_set_to_null_is_off() -> None:
 def test_duplicate_ngram_fraction_counts_every_covered_character() -> None:
     ids = np.array([1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 9], dtype=np.int64)
     lengths = np.ones(len(ids), dtype=np.int64)
-    out = repetition(ids, lengths, tops=[2], dups=[5])
-    assert out["q_dup_5gram_ratio"] == pytest.approx(10 / 11)
-    assert out["q_top_2gram_ratio"] == pytest.approx(4 / 11)
+    out = repetition(ids, lengths, np.array([0, 11]), np.array([False]), tops=[2], dups=[5])
+    assert out["q_dup_5gram_ratio"][0] == pytest.approx(10 / 11)
+    assert out["q_top_2gram_ratio"][0] == pytest.approx(4 / 11)
+
+
+def test_repetition_never_crosses_document_boundaries() -> None:
+    ids = np.array([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], dtype=np.int64)  # one 5-gram in each of two documents
+    out = repetition(ids, np.ones(10, np.int64), np.array([0, 5, 10]), np.array([False, False]), tops=[2], dups=[5])
+    assert out["q_dup_5gram_ratio"].tolist() == [0.0, 0.0] and out["q_top_2gram_ratio"].tolist() == [0.0, 0.0]
+
+
+def test_batch_signals_equal_single_document_signals() -> None:
+    texts = [PROSE, PROSE + " " + PROSE, "a b c a b c a b c\n\nx\n\nx", "word"]
+    together = _run(texts)[0]
+    for i, t in enumerate(texts):
+        alone = _run([t])[0]
+        for col in together.column_names:
+            if col.startswith("q_"):
+                a, b = together[col][i].as_py(), alone[col][0].as_py()
+                assert a == pytest.approx(b, nan_ok=True), (col, i)
 
 
 def test_repetition_is_skipped_over_max_words_but_the_document_is_removed() -> None:

@@ -11,8 +11,6 @@ Duplicate n-gram fractions count every character covered by an n-gram that occur
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -66,60 +64,100 @@ def _per_doc_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return csum[offsets[1:]] - csum[offsets[:-1]]
 
 
-def _dup_fraction(parts: list[str]) -> tuple[float, float]:
-    """Gopher: fraction of parts (lines or paragraphs) that repeat an earlier one, and of their characters."""
-    parts = [p for p in parts if p.strip()]
-    if not parts:
-        return 0.0, 0.0
-    seen: Counter[str] = Counter()
-    dup, dup_chars, total_chars = 0, 0, 0
-    for p in parts:
-        total_chars += len(p)
-        if seen[p]:
-            dup += 1
-            dup_chars += len(p)
-        seen[p] += 1
-    return dup / len(parts), dup_chars / max(total_chars, 1)
+def _first_in_doc(doc: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """True where ``ids[i]`` did not occur earlier in the same document (stable, vectorized)."""
+    order = np.lexsort((np.arange(len(ids)), ids, doc))
+    d, v = doc[order], ids[order]
+    first_sorted = np.ones(len(ids), dtype=bool)
+    first_sorted[1:] = (d[1:] != d[:-1]) | (v[1:] != v[:-1])
+    first = np.empty(len(ids), dtype=bool)
+    first[order] = first_sorted
+    return first
 
 
-def _ngram_ids(ids: np.ndarray, n: int) -> np.ndarray:
-    h = np.zeros(len(ids) - n + 1, dtype=np.uint64)
+def dup_fractions(parts: pa.ListArray, n_docs: int, skip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gopher: per document, the fraction of its non-blank parts (lines or paragraphs) that repeat an earlier part,
+    and the fraction of characters in them. NaN for ``skip`` documents."""
+    flat = parts.flatten()
+    offsets = parts.offsets.to_numpy().astype(np.int64)
+    offsets -= offsets[0]
+    doc = np.repeat(np.arange(n_docs), np.diff(offsets))
+    keep = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(flat)), 0).to_numpy(zero_copy_only=False)
+    ids = pc.dictionary_encode(flat).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    length = pc.utf8_length(flat).to_numpy(zero_copy_only=False).astype(np.int64)
+    doc, ids, length = doc[keep], ids[keep], length[keep]
+    dup = ~_first_in_doc(doc, ids)
+    count = np.bincount(doc, minlength=n_docs)
+    chars = np.bincount(doc, weights=length, minlength=n_docs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(count > 0, np.bincount(doc, weights=dup, minlength=n_docs) / np.maximum(count, 1), 0.0)
+        char_frac = np.where(chars > 0, np.bincount(doc, weights=dup * length, minlength=n_docs) /
+                             np.maximum(chars, 1), 0.0)
+    frac[skip], char_frac[skip] = np.nan, np.nan
+    return frac, char_frac
+
+
+def _ngram_keys(word_ids: np.ndarray, doc: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit key per window start ``i`` (for ``i < len - n + 1``): the n-gram of word ids, tagged by document."""
+    m = len(word_ids) - n + 1
+    h = np.zeros(m, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in range(n):
-            h = h * np.uint64(1_000_003) + ids[k: len(ids) - n + 1 + k].astype(np.uint64) + np.uint64(1)
+            h = h * np.uint64(1_000_003) + word_ids[k: k + m].astype(np.uint64) + np.uint64(1)
+        h ^= doc[:m].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     return h
 
 
-def repetition(ids: np.ndarray, lengths: np.ndarray, tops: list[int], dups: list[int]) -> dict[str, float]:
-    """Top-n-gram and duplicate-n-gram character fractions of one document's word ids."""
-    out: dict[str, float] = {}
-    total = float(lengths.sum()) or 1.0
-    cum = np.concatenate([[0], np.cumsum(lengths)])
-    for n in tops:
-        if len(ids) < n:
-            out[f"q_top_{n}gram_ratio"] = 0.0
-            continue
-        grams = _ngram_ids(ids, n)
-        _, first, counts = np.unique(grams, return_index=True, return_counts=True)
-        best = int(np.argmax(counts))
-        start = first[best]
-        out[f"q_top_{n}gram_ratio"] = float(counts[best] * (cum[start + n] - cum[start]) / total) \
-            if counts[best] > 1 else 0.0
-    for n in dups:
-        if len(ids) < n:
-            out[f"q_dup_{n}gram_ratio"] = 0.0
-            continue
-        grams = _ngram_ids(ids, n)
-        _, inverse, counts = np.unique(grams, return_inverse=True, return_counts=True)
-        starts = np.flatnonzero(counts[inverse] > 1)
-        if not len(starts):
-            out[f"q_dup_{n}gram_ratio"] = 0.0
-            continue
-        cover = np.zeros(len(ids) + 1, dtype=np.int32)
-        np.add.at(cover, starts, 1)
-        np.add.at(cover, starts + n, -1)
-        covered = np.cumsum(cover[:-1]) > 0
-        out[f"q_dup_{n}gram_ratio"] = float(lengths[covered].sum() / total)
+def repetition(word_ids: np.ndarray, word_len: np.ndarray, offsets: np.ndarray, skip: np.ndarray,
+               tops: list[int], dups: list[int]) -> dict[str, np.ndarray]:
+    """Top-n-gram and duplicate-n-gram character fractions of every document of a batch at once.
+
+    ``word_ids``/``word_len``: the batch's words flattened, ``offsets``: each document's words. A document's top
+    n-gram is its most frequent one (ties: the longer); its share is count x characters / the document's word
+    characters. The duplicate share counts each character covered by any n-gram occurring more than once."""
+    n_docs = len(offsets) - 1
+    n_words = len(word_ids)
+    doc = np.repeat(np.arange(n_docs), np.diff(offsets))
+    total = np.bincount(doc, weights=word_len, minlength=n_docs)
+    safe_total = np.maximum(total, 1)
+    cum = np.concatenate([[0], np.cumsum(word_len)])
+    end_of = offsets[1:][doc] if n_words else np.zeros(0, np.int64)
+    out: dict[str, np.ndarray] = {}
+    for n in sorted(set(tops) | set(dups)):
+        if n_words < n:
+            starts = np.zeros(0, np.int64)
+        else:
+            starts = np.flatnonzero((np.arange(n_words - n + 1) + n <= end_of[: n_words - n + 1])
+                                    & ~skip[doc[: n_words - n + 1]])
+        wdoc = doc[starts]
+        if len(starts):
+            keys = _ngram_keys(word_ids, doc, n)[starts]
+            _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+            occ = counts[inverse]
+        else:
+            occ = np.zeros(0, np.int64)
+        chars = cum[starts + n] - cum[starts]
+        if n in tops:
+            best = np.zeros(n_docs)
+            rep = occ > 1
+            if rep.any():
+                # most frequent per document, then the longest among those: sort and take the last per document
+                order = np.lexsort((chars[rep], occ[rep], wdoc[rep]))
+                d_sorted = wdoc[rep][order]
+                last = np.ones(len(order), dtype=bool)
+                last[:-1] = d_sorted[1:] != d_sorted[:-1]
+                pick = order[last]
+                best[wdoc[rep][pick]] = occ[rep][pick] * chars[rep][pick]
+            col = best / safe_total
+            col[skip] = np.nan
+            out[f"q_top_{n}gram_ratio"] = col
+        if n in dups:
+            dstarts = starts[occ > 1]
+            cover = np.bincount(dstarts, minlength=n_words + 1) - np.bincount(dstarts + n, minlength=n_words + 1)
+            covered = np.cumsum(cover)[:n_words] > 0
+            col = np.bincount(doc, weights=word_len * covered, minlength=n_docs) / safe_total
+            col[skip] = np.nan
+            out[f"q_dup_{n}gram_ratio"] = col
     return out
 
 
@@ -139,7 +177,8 @@ class Quality(MapStep):
         n = len(text)
         words_l = pc.utf8_split_whitespace(text)
         words = words_l.flatten()
-        w_off = words_l.offsets.to_numpy()
+        w_off = words_l.offsets.to_numpy().astype(np.int64)
+        w_off -= w_off[0]
         n_words = np.diff(w_off)
         word_len = pc.utf8_length(words).to_numpy(zero_copy_only=False).astype(np.int64)
         safe_words = np.maximum(n_words, 1)
@@ -153,7 +192,8 @@ class Quality(MapStep):
 
         lines_l = pc.split_pattern(text, "\n")
         lines = lines_l.flatten()
-        l_off = lines_l.offsets.to_numpy()
+        l_off = lines_l.offsets.to_numpy().astype(np.int64)
+        l_off -= l_off[0]
         stripped = pc.utf8_trim_whitespace(lines)
         bullet = pc.match_substring_regex(stripped, r"^[•\-*·●▪◦‣⁃]").to_numpy(zero_copy_only=False)
         ellipsis = pc.match_substring_regex(stripped, r"(\.\.\.|…)$").to_numpy(zero_copy_only=False)
@@ -168,24 +208,16 @@ class Quality(MapStep):
             "q_alpha_words_ratio": (_per_doc_sum(alpha, w_off) / safe_words).astype(np.float32),
             "q_stop_words": _per_doc_sum(stop, w_off).astype(np.int32),
         }
-        rep_names = [c for c in _COLUMNS if c not in cols]
-        rep = {c: np.full(n, np.nan, dtype=np.float32) for c in rep_names}
-        word_ids = pc.dictionary_encode(words).indices.to_numpy(zero_copy_only=False)
-        tops, dups = sorted(TOP_NGRAMS), sorted(DUP_NGRAMS)
-        max_words = self.params.max_words
-        texts = text.to_pylist()
-        for d in range(n):
-            if max_words is not None and n_words[d] > max_words:
-                continue
-            t = texts[d]
-            rep["q_dup_lines_ratio"][d], rep["q_dup_line_chars_ratio"][d] = _dup_fraction(t.split("\n"))
-            rep["q_dup_paras_ratio"][d], rep["q_dup_para_chars_ratio"][d] = _dup_fraction(t.split("\n\n"))
-            a, b = w_off[d], w_off[d + 1]
-            for k, v in repetition(word_ids[a:b], word_len[a:b], tops, dups).items():
-                rep[k][d] = v
+        skip = n_words > self.params.max_words if self.params.max_words is not None else np.zeros(n, bool)
+        rep: dict[str, np.ndarray] = {}
+        rep["q_dup_lines_ratio"], rep["q_dup_line_chars_ratio"] = dup_fractions(lines_l, n, skip)
+        paras = pc.split_pattern(text, "\n\n")
+        rep["q_dup_paras_ratio"], rep["q_dup_para_chars_ratio"] = dup_fractions(paras, n, skip)
+        word_ids = pc.dictionary_encode(words).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        rep.update(repetition(word_ids, word_len, w_off, skip, sorted(TOP_NGRAMS), sorted(DUP_NGRAMS)))
         cols.update(rep)
         for name, values in cols.items():
-            arr = pa.array(values, type=_COLUMNS[name], from_pandas=True)
+            arr = pa.array(values.astype(_COLUMNS[name].to_pandas_dtype()), type=_COLUMNS[name], from_pandas=True)
             batch = batch.append_column(name, arr)
         return batch
 
