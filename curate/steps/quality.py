@@ -123,19 +123,27 @@ def repetition(word_ids: np.ndarray, word_len: np.ndarray, offsets: np.ndarray, 
     cum = np.concatenate([[0], np.cumsum(word_len)])
     end_of = offsets[1:][doc] if n_words else np.zeros(0, np.int64)
     out: dict[str, np.ndarray] = {}
+    repeated_prefix: np.ndarray | None = None  # per word: a duplicated dups[0]-gram starts here
     for n in sorted(set(tops) | set(dups)):
         if n_words < n:
             starts = np.zeros(0, np.int64)
         else:
             starts = np.flatnonzero((np.arange(n_words - n + 1) + n <= end_of[: n_words - n + 1])
                                     & ~skip[doc[: n_words - n + 1]])
-        wdoc = doc[starts]
-        if len(starts):
-            keys = _ngram_keys(word_ids, doc, n)[starts]
-            _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-            occ = counts[inverse]
+        occ = np.zeros(len(starts), np.int64)
+        if n in dups and n > min(dups) and repeated_prefix is not None:
+            # a longer n-gram can only repeat where its leading shorter one does: count only those windows
+            cand = np.flatnonzero(repeated_prefix[starts])
         else:
-            occ = np.zeros(0, np.int64)
+            cand = np.arange(len(starts))
+        if len(cand):
+            keys = _ngram_keys(word_ids, doc, n)[starts[cand]]
+            _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+            occ[cand] = counts[inverse]
+        if n == min(dups):
+            repeated_prefix = np.zeros(n_words + 1, dtype=bool)
+            repeated_prefix[starts[occ > 1]] = True
+        wdoc = doc[starts]
         chars = cum[starts + n] - cum[starts]
         if n in tops:
             best = np.zeros(n_docs)
