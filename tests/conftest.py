@@ -117,3 +117,39 @@ def english_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main(["--quiet", "lm", "train", "--input", str(SHARED_DATA / "corpus" / "wiki" / "wikitext2_valid.txt"),
                  "--lang", "en", "--order", "4", "--vocab-size", "4000", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory, quickstart_out: Path) -> Path:
+    """A 1000-token SentencePiece BPE tokenizer trained on the quickstart corpus by `train tokenizer`."""
+    from train.cli import main
+
+    out = tmp_path_factory.mktemp("tokenizer")
+    assert main(["--quiet", "tokenizer", "--corpus", str(quickstart_out), "--out", str(out),
+                 "--vocab-size", "1000"]) == 0
+    return out
+
+
+TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "num_key_value_heads": 2}
+
+
+def pretrain_config(tmp_path: Path, corpus: Path, tokenizer: Path, **sections: Any) -> Path:
+    """A tiny pretraining config in ``tmp_path``; sections are merged over the defaults."""
+    cfg: dict[str, Any] = {
+        "corpus": str(corpus), "tokenizer": str(tokenizer), "out": str(tmp_path / "run"), "seed": 0,
+        "model": {"config": dict(TINY_MODEL)},
+        "data": {"seq_len": 32, "heldout_fraction": 0.05, "workers": 1},
+        "optim": {"batch_size": 4, "max_steps": 6, "lr": 3e-3, "warmup_steps": 2},
+        "eval": {"every": 3, "tokens_per_domain": 2000}, "checkpoint": {"every": 3, "keep": 3},
+        "log": {"every": 1, "tensorboard": False},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "model":
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path

@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     pt.add_argument("config", type=Path)
     pt.add_argument("overrides", nargs="*", metavar="key.path=value")
     pt.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint or from PATH")
+    pt.add_argument("--stop-at", type=int, metavar="STEP", help="checkpoint and stop at this step (resume later)")
     return p
 
 
@@ -44,11 +45,16 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from train.config import PretrainConfig
     from train.pretrain import Pretrainer
 
+    if args.resume and "=" in args.resume and not Path(args.resume).exists():  # `--resume key=value`: an override
+        args.overrides, args.resume = [*args.overrides, args.resume], "latest"
     cfg = load_config(PretrainConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
-    result = Pretrainer(cfg, resume=args.resume).run()
+    result = Pretrainer(cfg, resume=args.resume).run(stop_at=args.stop_at)
     for d, m in sorted(result["eval"].items()):
         log.info(f"  {d:<14} held-out loss {m['loss']:.4f}  ppl {m['ppl']:.2f}")
-    log.info(f"final model: {Path(cfg.out) / 'final'}")
+    if result["steps"] == cfg.optim.max_steps:
+        log.info(f"final model: {Path(cfg.out) / 'final'}")
+    else:
+        log.info(f"stopped at step {result['steps']}; continue with --resume")
     return EXIT_OK
 
 

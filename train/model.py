@@ -12,7 +12,7 @@ from mixlab.errors import ConfigError
 from train.config import ModelConfig
 
 LLAMA_DEFAULTS: dict[str, Any] = {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
-                                  "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 2048,
+                                  "num_attention_heads": 4, "max_position_embeddings": 2048,
                                   "rms_norm_eps": 1e-5, "tie_word_embeddings": True, "attention_dropout": 0.0}
 
 

@@ -92,7 +92,6 @@ def _precision(cfg: PretrainConfig, device: torch.device) -> torch.dtype | None:
 def config_hash(cfg: PretrainConfig) -> str:
     """What decides the data order and model: resuming with another config is refused."""
     keep = cfg.model_dump(mode="json", exclude={"eval", "checkpoint", "log"})
-    keep["optim"].pop("max_steps", None)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -265,8 +264,10 @@ class Pretrainer:
             checkpoint.save(self.out / "checkpoints", self.step, self.module, self.optimizer, self._state(),
                             self.cfg.checkpoint.keep)
 
-    def run(self) -> dict[str, Any]:
+    def run(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to ``optim.max_steps`` (or only to ``stop_at``, then checkpoint and return)."""
         cfg, main = self.cfg, self.dist.main
+        end = min(cfg.optim.max_steps, stop_at) if stop_at is not None else cfg.optim.max_steps
         self.out.mkdir(parents=True, exist_ok=True)
         plan = self.plan()
         if main:
@@ -284,7 +285,7 @@ class Pretrainer:
         last_eval: dict[str, Any] = {}
         self.model.train()
         try:
-            while self.step < cfg.optim.max_steps:
+            while self.step < end:
                 stats = self.train_step()
                 bar.update(1)
                 record: dict[str, Any] = {"step": self.step, "tokens": self.step * tokens_per_step, **stats}
@@ -302,7 +303,7 @@ class Pretrainer:
                     metrics.flush()
                     if writer is not None:
                         _log_tb(writer, record)
-                if self.step % cfg.checkpoint.every == 0 or self.step == cfg.optim.max_steps:
+                if self.step % cfg.checkpoint.every == 0 or self.step in (cfg.optim.max_steps, end):
                     self.save_checkpoint()
         finally:
             bar.close()
@@ -310,7 +311,7 @@ class Pretrainer:
                 metrics.close()
             if writer is not None:
                 writer.close()
-        if main:
+        if main and self.step == cfg.optim.max_steps:
             final = self.out / "final"
             self.module.save_pretrained(str(final))
             self.tokenizer.save_pretrained(str(final))

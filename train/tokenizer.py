@@ -34,16 +34,19 @@ def sample_corpus(corpus: Corpus, weights: dict[str, float], total_chars: int, p
                 continue
             stride = max(1, math.floor(corpus.text_bytes(domain) / max(budget, 1)))
             n = 0
-            index = 0
-            for shard in corpus.shards(domain):
-                for batch in corpus.batches(shard, ("text",)):
-                    for text in batch.column(0).to_pylist():
-                        if index % stride == 0 and n < budget:
-                            for line in text.split("\n"):
-                                if line.strip():
-                                    f.write(line + "\n")
-                                    n += len(line) + 1
-                        index += 1
+            for phase in range(stride):  # every stride-th document, then the ones after them, until the budget
+                index = 0
+                for shard in corpus.shards(domain):
+                    for batch in corpus.batches(shard, ("text",)):
+                        for text in batch.column(0).to_pylist():
+                            if index % stride == phase and n < budget:
+                                for line in text.split("\n"):
+                                    if line.strip():
+                                        f.write(line + "\n")
+                                        n += len(line) + 1
+                            index += 1
+                if n >= budget:
+                    break
             written[domain] = n
     return written
 
