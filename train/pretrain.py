@@ -229,6 +229,10 @@ class Pretrainer:
                 else:
                     (loss / o.grad_accum).backward()
             total += loss.item() / o.grad_accum
+        if self.dist.kind != "none":  # log the global batch's loss, not this rank's share
+            t = torch.tensor([total], device=self.dist.device)
+            torch.distributed.all_reduce(t)
+            total = t.item() / self.dist.world
         grad_norm = float("nan")
         if self.engine is None:
             if o.grad_clip:
