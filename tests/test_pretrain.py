@@ -158,3 +158,34 @@ def test_two_processes_with_ddp_train_like_one_process_with_their_joint_batch(tm
     assert len(a) == 4 and a == pytest.approx(b, abs=1e-4)
     wa, wb = _weights(tmp_path / "ddp" / "run"), _weights(tmp_path / "one" / "run")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-4) for k in wa)
+
+
+def _deepspeed(config: Path, *args: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "29522", "TORCH_EXTENSIONS_DIR": str(ROOT / ".venv" / "torch_extensions")}
+    proc = subprocess.run([sys.executable, "-m", "train.cli", "--quiet", "pretrain", str(config), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_deepspeed_zero2_trains_like_the_plain_loop_and_resumes_exactly(tmp_path: Path, quickstart_out: Path,
+                                                                        tokenizer_dir: Path) -> None:
+    """One CPU process (gloo on loopback); DeepSpeed's JIT-built ops are cached in .venv/torch_extensions."""
+    pytest.importorskip("deepspeed", reason="install the `deepspeed` extra (make test does)")
+    ds = {"backend": "deepspeed", "zero_stage": 2}
+    straight = pretrain_config(tmp_path / "a", quickstart_out, tokenizer_dir, distributed=ds, eval={"every": 100})
+    _deepspeed(straight)
+    split = pretrain_config(tmp_path / "b", quickstart_out, tokenizer_dir, distributed=ds, eval={"every": 100})
+    _deepspeed(split, "--stop-at", "3")
+    _deepspeed(split, "--resume")
+    plain = pretrain_config(tmp_path / "c", quickstart_out, tokenizer_dir, eval={"every": 100})
+    assert _run(plain) == 0
+    a, b, c = (_losses(tmp_path / x / "run") for x in "abc")
+    assert a == b and len(a) == 6
+    assert a == pytest.approx(c, abs=1e-4)

@@ -30,15 +30,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         state: dict[str, Any], keep: int) -> Path:
-    """Write ``checkpoints/step-NNNNNNN`` atomically (temp dir + rename) and prune to the last ``keep``."""
+def save(directory: Path, step: int, model: torch.nn.Module | None, optimizer: torch.optim.Optimizer | None,
+         state: dict[str, Any], keep: int, extra: dict[str, Path] | None = None) -> Path:
+    """Write ``checkpoints/step-NNNNNNN`` atomically (temp dir + rename) and prune to the last ``keep``.
+
+    ``model``/``optimizer`` are None when an engine (DeepSpeed) saved them itself into a folder given in ``extra``
+    (name -> folder), which is moved into the checkpoint."""
     target = directory / f"step-{step:07d}"
     tmp = directory / f".step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save(model.state_dict(), tmp / "model.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    if model is not None and optimizer is not None:
+        torch.save(model.state_dict(), tmp / "model.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    for name, folder in (extra or {}).items():
+        os.replace(folder, tmp / name)
     torch.save(rng_state(), tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2) + "\n")
     shutil.rmtree(target, ignore_errors=True)
@@ -66,8 +72,10 @@ def find(out: Path, resume: str) -> Path:
     return path
 
 
-def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+def load(path: Path, model: torch.nn.Module | None, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+    """Restore RNG states and, when given, the model and optimizer; returns the saved training state."""
+    if model is not None and optimizer is not None:
+        model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     set_rng_state(torch.load(path / "rng.pt", weights_only=False))
     return json.loads((path / "state.json").read_text())

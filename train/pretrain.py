@@ -136,20 +136,23 @@ class Pretrainer:
         self.autocast = _precision(cfg, self.dist.device)
         self.step = 0
         self.tokens_by_domain: dict[str, int] = {d: 0 for d in self.data.weights}
+        self.engine: Any = None
+        self.module = self.model
+        if self.dist.kind == "deepspeed":
+            self._init_deepspeed()
         if resume:
-            state = checkpoint.load(checkpoint.find(self.out, resume), self.model, self.optimizer)
+            path = checkpoint.find(self.out, resume)
+            state = checkpoint.load(path, None if self.engine else self.model, None if self.engine else self.optimizer)
             if state["config_hash"] != config_hash(cfg):
                 raise ConfigError("--resume: the checkpoint was made with another config (model, data or optimizer "
                                   "settings differ); start a new output directory")
+            if self.engine is not None:  # partitioned optimizer state: DeepSpeed's own format
+                self.engine.load_checkpoint(str(path / "deepspeed"), tag="state")
             self.step = state["step"]
             self.tokens_by_domain = state["tokens_by_domain"]
-        self.engine: Any = None
-        self.module = self.model
         if self.dist.kind == "ddp":
             ids = [self.dist.local_rank] if self.dist.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        elif self.dist.kind == "deepspeed":
-            self._init_deepspeed()
         if o.compile:
             self.model = torch.compile(self.model)
         self.eval_sets = {d: torch.from_numpy(data_mod.eval_sequences(s, cfg.data.seq_len, cfg.eval.tokens_per_domain))
@@ -262,11 +265,21 @@ class Pretrainer:
                 "tokens_by_domain": self.tokens_by_domain}
 
     def save_checkpoint(self) -> None:
-        if self.engine is not None:
-            self.engine.save_checkpoint(str(self.out / "checkpoints" / "deepspeed"), tag=f"step-{self.step:07d}")
+        extra = None
+        if self.engine is not None:  # every rank writes its partition into the checkpoint's deepspeed/ folder
+            extra = self.out / "checkpoints" / f".deepspeed-{self.step:07d}"
+            self.engine.save_checkpoint(str(extra), tag="state")
         if self.dist.main:
-            checkpoint.save(self.out / "checkpoints", self.step, self.module, self.optimizer, self._state(),
-                            self.cfg.checkpoint.keep)
+            checkpoint.save(self.out / "checkpoints", self.step, None if self.engine else self.module,
+                            None if self.engine else self.optimizer, self._state(), self.cfg.checkpoint.keep,
+                            extra={"deepspeed": extra} if extra else None)
+        self.dist.barrier()
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The whole model's weights on the main process (gathered from ZeRO-3 partitions when needed)."""
+        if self.engine is not None and self.cfg.distributed.zero_stage == 3:
+            return self.engine._zero3_consolidated_16bit_state_dict()
+        return self.module.state_dict() if self.dist.main else None
 
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to ``optim.max_steps`` (or only to ``stop_at``, then checkpoint and return)."""
@@ -315,9 +328,10 @@ class Pretrainer:
                 metrics.close()
             if writer is not None:
                 writer.close()
+        weights = self.full_state_dict() if self.step == cfg.optim.max_steps else None
         if main and self.step == cfg.optim.max_steps:
             final = self.out / "final"
-            self.module.save_pretrained(str(final))
+            self.module.save_pretrained(str(final), state_dict=weights)
             self.tokenizer.save_pretrained(str(final))
             summary = {"steps": self.step, "tokens_by_domain": self.tokens_by_domain, "eval": last_eval}
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
