@@ -1,0 +1,342 @@
+"""The training loop every `train` command shares (pretraining and SFT): optimizer and schedule, gradient
+accumulation and clipping, mixed precision, DDP / DeepSpeed, per-set evaluation, metrics, checkpoints and exact
+resume. A task subclasses :class:`Trainer` and supplies its batches, evaluation sets, plan and final save."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mixlab.errors import ConfigError
+from mixlab.logs import bars_enabled, log
+from train import checkpoint
+
+IGNORE = -100
+
+
+class Batch(NamedTuple):
+    inputs: dict[str, torch.Tensor]  # model kwargs (input_ids, maybe position_ids / attention_mask)
+    labels: torch.Tensor  # next-token targets aligned with input_ids, IGNORE where no loss
+    names: list[str]  # the domain or dataset of each row
+
+
+class Distributed:
+    """Process-group facts; a single process when not launched by torchrun/deepspeed."""
+
+    def __init__(self, backend: str) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.kind = "deepspeed" if backend == "deepspeed" else ("ddp" if self.world > 1 else "none")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
+            self.device = torch.device("cuda", self.local_rank)
+        else:
+            self.device = torch.device("cpu")
+        if self.kind == "ddp":
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        elif self.kind == "deepspeed":
+            import deepspeed
+
+            deepspeed.init_distributed("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.kind != "none":
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.kind != "none" and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def lr_at(step: int, optim: Any) -> float:
+    """Linear warmup, then cosine decay to ``min_lr_ratio x lr`` at ``max_steps``."""
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    progress = (step - optim.warmup_steps) / max(1, optim.max_steps - optim.warmup_steps)
+    return optim.lr * (optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def make_optimizer(model: torch.nn.Module, optim: Any) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on norms and biases. Only trainable parameters (e.g. LoRA's) are optimized."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, betas=optim.betas)
+
+
+def precision(optim: Any, device: torch.device) -> torch.dtype | None:
+    if optim.precision == "fp32":
+        return None
+    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if optim.precision == "bf16" and not supported and device.type == "cuda":
+        raise ConfigError("optim.precision: bf16 is not supported on this GPU")
+    if optim.precision == "bf16" or (optim.precision == "auto" and supported):
+        return torch.bfloat16
+    return None
+
+
+def hash_config(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Trainer:
+    """The loop. Subclasses set ``self.model`` (then call :meth:`setup`) and implement the hooks below."""
+
+    task = "train"
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.dist = Distributed(cfg.distributed.backend)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.step = 0
+        self.engine: Any = None
+        self.model: Any = None
+        self.module: Any = None
+
+    # -- hooks ---------------------------------------------------------------------------------------------------
+    def micro_batch(self, step: int, micro: int) -> Batch:
+        raise NotImplementedError
+
+    def eval_batches(self) -> dict[str, list[Batch]]:
+        raise NotImplementedError
+
+    def plan(self) -> dict[str, Any]:
+        return {}
+
+    def print_plan(self, plan: dict[str, Any]) -> None:
+        pass
+
+    def state(self) -> dict[str, Any]:
+        """Task state saved in checkpoints (besides the step)."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def on_batch(self, batch: Batch) -> None:
+        pass
+
+    def save_final(self, directory: Path, weights: dict[str, torch.Tensor] | None) -> None:
+        raise NotImplementedError
+
+    def config_hash(self) -> str:
+        """What decides the data order and the model: resuming with another config is refused."""
+        return hash_config(self.cfg.model_dump(mode="json", exclude={"eval", "checkpoint", "log"}))
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+    @property
+    def global_batch(self) -> int:
+        o = self.cfg.optim
+        return o.batch_size * o.grad_accum * self.dist.world
+
+    def setup(self, resume: str | None) -> None:
+        """After the subclass built ``self.model``: optimizer, precision, engines, and resume."""
+        o = self.cfg.optim
+        self.model = self.model.to(self.dist.device)
+        if o.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.module = self.model
+        self.optimizer = make_optimizer(self.model, o)
+        self.autocast = precision(o, self.dist.device)
+        if self.dist.kind == "deepspeed":
+            self._init_deepspeed()
+        if resume:
+            path = checkpoint.find(self.out, resume)
+            state = checkpoint.load(path, None if self.engine else self.module, None if self.engine else self.optimizer)
+            if state["config_hash"] != self.config_hash():
+                raise ConfigError("--resume: the checkpoint was made with another config (model, data or optimizer "
+                                  "settings differ); start a new output directory")
+            if self.engine is not None:  # partitioned optimizer state: DeepSpeed's own format
+                self.engine.load_checkpoint(str(path / "deepspeed"), tag="state")
+            self.step = state["step"]
+            self.load_state(state)
+        if self.dist.kind == "ddp":
+            ids = [self.dist.local_rank] if self.dist.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if o.compile:
+            self.model = torch.compile(self.model)
+
+    def _init_deepspeed(self) -> None:
+        import deepspeed
+
+        o = self.cfg.optim
+        ds: dict[str, Any] = {"train_micro_batch_size_per_gpu": o.batch_size, "gradient_accumulation_steps": o.grad_accum,
+                              "zero_optimization": {"stage": self.cfg.distributed.zero_stage},
+                              "zero_allow_untested_optimizer": True,
+                              "bf16": {"enabled": self.autocast is torch.bfloat16}, "steps_per_print": 10**9}
+        if o.grad_clip:
+            ds["gradient_clipping"] = o.grad_clip
+        ds.update(self.cfg.distributed.deepspeed)
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=self.module, optimizer=self.optimizer, config=ds)
+        self.model = self.engine
+        self.autocast = None  # DeepSpeed casts itself
+
+    # -- steps ---------------------------------------------------------------------------------------------------
+    def loss(self, batch: Batch) -> torch.Tensor:
+        ctx = torch.autocast(self.dist.device.type, dtype=self.autocast) if self.autocast else nullcontext()
+        with ctx:
+            logits = self.model(**batch.inputs, use_cache=False).logits
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch.labels.reshape(-1),
+                               ignore_index=IGNORE)
+
+    def train_step(self) -> dict[str, float]:
+        o = self.cfg.optim
+        lr = lr_at(self.step, o)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for micro in range(o.grad_accum):
+            batch = self.micro_batch(self.step, micro)
+            self.on_batch(batch)
+            sync = self.dist.kind != "ddp" or micro == o.grad_accum - 1
+            with nullcontext() if sync else self.model.no_sync():
+                loss = self.loss(batch)
+                if self.engine is not None:
+                    self.engine.backward(loss)
+                    self.engine.step()
+                else:
+                    (loss / o.grad_accum).backward()
+            total += loss.item() / o.grad_accum
+        if self.dist.kind != "none":  # log the global batch's loss, not this rank's share
+            t = torch.tensor([total], device=self.dist.device)
+            torch.distributed.all_reduce(t)
+            total = t.item() / self.dist.world
+        grad_norm = float("nan")
+        if self.engine is None:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            if o.grad_clip:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, o.grad_clip))
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss": total, "lr": lr, "grad_norm": grad_norm}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Mean loss (over target tokens) and perplexity per evaluation set."""
+        self.model.eval()
+        out = {}
+        for name, batches in self.eval_batches().items():
+            total, count = 0.0, 0
+            for b in batches:
+                n = int((b.labels != IGNORE).sum())
+                if n:
+                    total += self.loss(b).item() * n
+                    count += n
+            if count:
+                out[name] = {"loss": total / count, "ppl": math.exp(min(total / count, 50))}
+        self.model.train()
+        return out
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        extra = None
+        if self.engine is not None:  # every rank writes its partition into the checkpoint's deepspeed/ folder
+            extra = self.out / "checkpoints" / f".deepspeed-{self.step:07d}"
+            self.engine.save_checkpoint(str(extra), tag="state")
+        if self.dist.main:
+            state = {"config_hash": self.config_hash(), "sequences_consumed": self.step * self.global_batch,
+                     **self.state()}
+            checkpoint.save(self.out / "checkpoints", self.step, None if self.engine else self.module,
+                            None if self.engine else self.optimizer, state, self.cfg.checkpoint.keep,
+                            extra={"deepspeed": extra} if extra else None)
+        self.dist.barrier()
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The whole model's weights (gathered from ZeRO-3 partitions when needed); None = the module's own."""
+        if self.engine is not None and self.cfg.distributed.zero_stage == 3:
+            return self.engine._zero3_consolidated_16bit_state_dict()
+        return None
+
+    # -- run -----------------------------------------------------------------------------------------------------
+    def run(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to ``optim.max_steps`` (or only to ``stop_at``, then checkpoint and return)."""
+        cfg, main = self.cfg, self.dist.main
+        end = min(cfg.optim.max_steps, stop_at) if stop_at is not None else cfg.optim.max_steps
+        self.out.mkdir(parents=True, exist_ok=True)
+        plan = self.plan()
+        if main:
+            self.print_plan(plan)
+            (self.out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
+            (self.out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+        writer = _tensorboard(self.out / "tb") if main and cfg.log.tensorboard else None
+        metrics = open(self.out / "metrics.jsonl", "a", encoding="utf-8") if main else None
+        bar = tqdm(total=cfg.optim.max_steps, initial=self.step, desc=self.task, unit="step",
+                   disable=not (main and bars_enabled()), dynamic_ncols=True)
+        last, last_step = time.time(), self.step
+        last_eval: dict[str, Any] = {}
+        self.model.train()
+        try:
+            while self.step < end:
+                stats = self.train_step()
+                bar.update(1)
+                record: dict[str, Any] = {"step": self.step, **stats}
+                if self.step % cfg.log.every == 0 or self.step == end:
+                    now = time.time()
+                    record["tokens_per_s"] = (self.step - last_step) * self.tokens_per_step() / max(now - last, 1e-9)
+                    last, last_step = now, self.step
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+                if self.step % cfg.eval.every == 0 or self.step == cfg.optim.max_steps:
+                    last_eval = self.evaluate()
+                    record["eval"] = last_eval
+                if metrics is not None:
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+                    if writer is not None:
+                        _log_tb(writer, record)
+                if self.step % cfg.checkpoint.every == 0 or self.step in (cfg.optim.max_steps, end):
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if metrics is not None:
+                metrics.close()
+            if writer is not None:
+                writer.close()
+        if self.step == cfg.optim.max_steps:
+            weights = self.full_state_dict()
+            if main:
+                self.save_final(self.out / "final", weights)
+                summary = {"steps": self.step, "eval": last_eval, **self.state()}
+                (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.dist.close()
+        return {"plan": plan, "eval": last_eval, "steps": self.step, **self.state()}
+
+    def tokens_per_step(self) -> int:
+        """Tokens processed per optimizer step (for tokens/s)."""
+        return self.global_batch * int(self.cfg.data.seq_len)
+
+
+def _tensorboard(path: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("tensorboard is not installed; metrics go to metrics.jsonl only")
+        return None
+    return SummaryWriter(str(path))
+
+
+def _log_tb(writer: Any, record: dict[str, Any]) -> None:
+    step = record["step"]
+    for k in ("loss", "lr", "grad_norm", "tokens_per_s"):
+        if k in record and record[k] == record[k]:
+            writer.add_scalar(f"train/{k}", record[k], step)
+    for d, m in record.get("eval", {}).items():
+        writer.add_scalar(f"eval/{d}/loss", m["loss"], step)
