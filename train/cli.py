@@ -1,4 +1,4 @@
-"""The `train` command: tokenizer, pretrain."""
+"""The `train` command: tokenizer, pretrain, sft, generate."""
 
 from __future__ import annotations
 
@@ -29,6 +29,21 @@ def _parser() -> argparse.ArgumentParser:
     pt.add_argument("overrides", nargs="*", metavar="key.path=value")
     pt.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint or from PATH")
     pt.add_argument("--stop-at", type=int, metavar="STEP", help="checkpoint and stop at this step (resume later)")
+    sf = sub.add_parser("sft", help="LoRA (or another peft method) supervised fine-tuning on chat data")
+    sf.add_argument("config", type=Path)
+    sf.add_argument("overrides", nargs="*", metavar="key.path=value")
+    sf.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint or from PATH")
+    sf.add_argument("--stop-at", type=int, metavar="STEP")
+    sf.add_argument("--merge", action="store_true", help="also write OUT/final/merged, the adapter folded in")
+    g = sub.add_parser("generate", help="sample from a model, an adapter or a merged model with its chat format")
+    g.add_argument("model", type=Path)
+    g.add_argument("--prompt", help="one user message (else --interactive)")
+    g.add_argument("--system", help="a system message")
+    g.add_argument("--interactive", action="store_true")
+    g.add_argument("--max-new-tokens", type=int, default=128)
+    g.add_argument("--temperature", type=float, default=0.7)
+    g.add_argument("--top-p", type=float, default=0.9)
+    g.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -58,6 +73,43 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_sft(args: argparse.Namespace) -> int:
+    from train.config import SFTConfig
+    from train.sft import SFTTrainer, merge
+
+    if args.resume and "=" in args.resume and not Path(args.resume).exists():
+        args.overrides, args.resume = [*args.overrides, args.resume], "latest"
+    cfg = load_config(SFTConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
+    result = SFTTrainer(cfg, resume=args.resume).run(stop_at=args.stop_at)
+    for name, m in sorted(result["eval"].items()):
+        log.info(f"  {name:<14} loss {m['loss']:.4f}  ppl {m['ppl']:.2f}")
+    if result["steps"] < cfg.optim.max_steps:
+        log.info(f"stopped at step {result['steps']}; continue with --resume")
+        return EXIT_OK
+    final = Path(cfg.out) / "final"
+    log.info(f"adapter: {final / 'adapter'}")
+    if args.merge:
+        log.info(f"merged model: {merge(final / 'adapter', final / 'merged')}")
+    return EXIT_OK
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from train import generate
+
+    model, tok = generate.load(args.model)
+    opts = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+            "seed": args.seed}
+    if args.interactive:
+        generate.interactive(model, tok, **opts)
+        return EXIT_OK
+    if not args.prompt:
+        raise MixlabError("give --prompt TEXT or --interactive")
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
+        [{"role": "user", "content": args.prompt}]
+    print(generate.reply(model, tok, messages, **opts))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -70,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain}[args.command](args)
+        commands = {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain, "sft": _cmd_sft, "generate": _cmd_generate}
+        return commands[args.command](args)
     except MixlabError as e:
         print(f"train: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -93,3 +93,59 @@ class PretrainConfig(Strict):
         out.corpus, out.tokenizer, out.out = r(self.corpus), r(self.tokenizer), r(self.out)  # type: ignore[assignment]
         out.model.path = r(self.model.path)
         return out
+
+
+class SFTFile(Strict):
+    path: str
+    format: Literal["auto", "alpaca", "sharegpt", "messages"] = "auto"
+    weight: float = Field(default=1.0, gt=0)
+
+
+class SFTDataConfig(Strict):
+    files: list[SFTFile] = Field(min_length=1)
+    max_len: int = Field(default=1024, ge=16, description="tokens per sample (and per packed row)")
+    train_on: Literal["assistant", "last", "all"] = "assistant"
+    packing: bool = Field(default=True, description="several samples per row, no attention across them")
+    heldout_fraction: float = Field(default=0.05, ge=0, lt=0.5)
+    on_error: Literal["skip", "fail"] = "skip"
+
+    @property
+    def seq_len(self) -> int:
+        return self.max_len
+
+
+class PeftConfig(Strict):
+    method: Literal["lora", "adalora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning"] = "lora"
+    r: int = Field(default=8, ge=1, description="LoRA/AdaLoRA rank (AdaLoRA: the target rank)")
+    alpha: float = Field(default=16.0, gt=0)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | None = Field(default=None, description="default: every attention and MLP linear")
+    num_virtual_tokens: int = Field(default=20, ge=1, description="prompt/prefix/p-tuning")
+    qlora: bool = Field(default=False, description="4-bit base weights (bitsandbytes, CUDA only)")
+
+
+class SFTConfig(Strict):
+    base: str = Field(description="the model to tune: a local directory (e.g. the final/ of `train pretrain`)")
+    tokenizer: str | None = Field(default=None, description="default: the base model's directory")
+    out: str
+    seed: int = 0
+    data: SFTDataConfig
+    peft: PeftConfig = PeftConfig()
+    optim: OptimConfig = OptimConfig(lr=2e-4, max_steps=200, warmup_steps=10, weight_decay=0.0)
+    eval: EvalConfig = EvalConfig(every=50)
+    checkpoint: CheckpointConfig = CheckpointConfig(every=100)
+    log: LogConfig = LogConfig()
+    distributed: DistributedConfig = DistributedConfig()
+
+    def resolve(self, base: Path) -> "SFTConfig":
+        def r(p: str | None) -> str | None:
+            if p is None:
+                return None
+            q = Path(p).expanduser()
+            return str(q if q.is_absolute() else (base / q).resolve())
+
+        out = self.model_copy(deep=True)
+        out.base, out.out, out.tokenizer = r(self.base), r(self.out), r(self.tokenizer)  # type: ignore[assignment]
+        for f in out.data.files:
+            f.path = r(f.path)  # type: ignore[assignment]
+        return out

@@ -1,0 +1,249 @@
+"""`train sft`: parameter-efficient supervised fine-tuning (LoRA by default; AdaLoRA, IA3, prompt tuning, prefix
+tuning, p-tuning through peft) on chat data, on the shared training loop (`train/loop.py`).
+
+Rows are packed (several samples per row, positions restarting and attention blocked between samples) unless the
+method prepends virtual tokens (prompt, prefix and p-tuning), where each sample is its own padded row. Loss is
+taken only on label tokens (assistant turns by default). The order of samples is a seeded permutation per epoch, so
+step ``s`` always reads the same rows and resuming is exact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mixlab.errors import ConfigError
+from mixlab.logs import log
+from train import sft_data
+from train.config import SFTConfig
+from train.loop import IGNORE, Batch, Trainer, hash_config
+from train.pretrain import segment_inputs
+
+LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PROMPT_METHODS = {"prompt_tuning", "prefix_tuning", "p_tuning"}
+
+
+def peft_config(cfg: SFTConfig, model: Any) -> Any:
+    """The peft config for ``cfg.peft.method``, with mixlab's documented defaults."""
+    import peft
+
+    p = cfg.peft
+    targets = p.target_modules or [m for m in LINEAR_MODULES
+                                   if any(n.endswith(m) for n, _ in model.named_modules())]
+    task = peft.TaskType.CAUSAL_LM
+    if p.method == "lora":
+        return peft.LoraConfig(r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout, target_modules=targets, task_type=task)
+    if p.method == "adalora":
+        return peft.AdaLoraConfig(init_r=int(p.r * 1.5), target_r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout,
+                                  target_modules=targets, total_step=cfg.optim.max_steps,
+                                  tinit=max(1, cfg.optim.max_steps // 10), tfinal=max(1, cfg.optim.max_steps // 5),
+                                  task_type=task)
+    if p.method == "ia3":
+        ff = [m for m in targets if m in ("gate_proj", "up_proj", "down_proj")]
+        ia3_targets = [m for m in targets if m in ("k_proj", "v_proj")] + [m for m in ff if m == "down_proj"]
+        return peft.IA3Config(target_modules=ia3_targets, feedforward_modules=[m for m in ia3_targets if m in ff],
+                              task_type=task)
+    if p.method == "prompt_tuning":
+        return peft.PromptTuningConfig(num_virtual_tokens=p.num_virtual_tokens, task_type=task)
+    if p.method == "prefix_tuning":
+        return peft.PrefixTuningConfig(num_virtual_tokens=p.num_virtual_tokens, task_type=task)
+    return peft.PromptEncoderConfig(num_virtual_tokens=p.num_virtual_tokens,
+                                    encoder_hidden_size=model.config.hidden_size, task_type=task)
+
+
+def load_base(path: str, qlora: bool) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    if not Path(path).is_dir():
+        raise ConfigError(f"base: {path} is not a local directory. Models are never downloaded (this runs "
+                          "offline): give a saved model, e.g. the final/ of `train pretrain`")
+    if qlora:
+        if not torch.cuda.is_available():
+            raise ConfigError("peft.qlora: 4-bit QLoRA needs a CUDA GPU and bitsandbytes; this machine has no GPU")
+        try:
+            from transformers import BitsAndBytesConfig
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError("peft.qlora: install bitsandbytes (pip install bitsandbytes) to use 4-bit QLoRA") from None
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        return AutoModelForCausalLM.from_pretrained(path, quantization_config=quant)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
+class SFTTrainer(Trainer):
+    task = "sft"
+
+    def __init__(self, cfg: SFTConfig, resume: str | None = None) -> None:
+        from peft import get_peft_model
+        from transformers import AutoTokenizer
+
+        super().__init__(cfg)
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.base)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.chat = sft_data.ChatFormat(self.tokenizer)
+        d = cfg.data
+        self.prepared = sft_data.prepare([(Path(f.path), f.format, f.weight) for f in d.files], self.chat, d.max_len,
+                                         d.train_on, d.heldout_fraction, cfg.seed)
+        self._report_data()
+        if self.prepared.problems and d.on_error == "fail":
+            first = self.prepared.problems[0]
+            raise ConfigError(f"data: {len(self.prepared.problems)} malformed records (first: {first.file} "
+                              f"{first.location}: {first.reason}); fix them or set data.on_error: skip")
+        self.packing = d.packing and cfg.peft.method not in PROMPT_METHODS
+        if d.packing and not self.packing:
+            log.info(f"packing is off: {cfg.peft.method} prepends virtual tokens to every sample")
+        base = load_base(cfg.base, cfg.peft.qlora)
+        self.model = get_peft_model(base, peft_config(cfg, base))
+        self._epochs: dict[int, list[list[int]]] = {}
+        self.setup(resume)
+
+    def _report_data(self) -> None:
+        rows = [f"{'file':<28}{'records':>9}{'malformed':>10}{'dropped':>9}{'heldout':>9}{'train':>8}"
+                f"{'train tokens':>14}{'label tokens':>14}"]
+        for name, s in self.prepared.summary.items():
+            dropped = sum(v for k, v in s.items() if k.startswith("assistant tokens cut"))
+            rows.append(f"{name:<28}{s.get('records', 0):>9,}{s.get('malformed', 0):>10,}{dropped:>9,}"
+                        f"{s.get('heldout', 0):>9,}{s.get('train', 0):>8,}{s.get('train_tokens', 0):>14,}"
+                        f"{s.get('label_tokens', 0):>14,}")
+        log.info("SFT data:\n" + "\n".join(rows))
+        for p in self.prepared.problems[:20]:
+            log.info(f"  skipped {p.file} {p.location}: {p.reason}")
+        if len(self.prepared.problems) > 20:
+            log.info(f"  ... and {len(self.prepared.problems) - 20} more")
+
+    def config_hash(self) -> str:
+        return hash_config(self.cfg.model_dump(mode="json", exclude={"eval", "checkpoint", "log"}))
+
+    # -- data order ----------------------------------------------------------------------------------------------
+    def _rows(self, epoch: int) -> list[list[int]]:
+        if epoch not in self._epochs:
+            if len(self._epochs) > 4:
+                self._epochs.clear()
+            order = np.random.default_rng([self.cfg.seed, epoch, 0x5F7]).permutation(len(self.prepared.train))
+            self._epochs[epoch] = sft_data.pack(self.prepared.train, order, self.cfg.data.max_len) if self.packing \
+                else [[int(i)] for i in order]
+        return self._epochs[epoch]
+
+    def _row(self, position: int) -> list[int]:
+        rows0 = self._rows(0)
+        epoch, index = divmod(position, len(rows0))
+        rows = self._rows(epoch)
+        return rows[index % len(rows)]
+
+    def _collate(self, rows: list[list[sft_data.Example]], names: list[str]) -> Batch:
+        pad = self.tokenizer.pad_token_id
+        if self.packing:
+            L = max(sum(len(e.ids) for e in r) for r in rows)
+            ids = np.full((len(rows), L), pad, dtype=np.int64)
+            labels = np.full((len(rows), L), IGNORE, dtype=np.int64)
+            pos = np.zeros((len(rows), L), dtype=np.int64)
+            seg = np.full((len(rows), L), -1, dtype=np.int64)
+            for r, examples in enumerate(rows):
+                at = 0
+                for k, e in enumerate(examples):
+                    n = len(e.ids)
+                    ids[r, at:at + n], labels[r, at:at + n] = e.ids, e.labels
+                    labels[r, at] = IGNORE  # a sample's first token is never a target of the previous one
+                    pos[r, at:at + n], seg[r, at:at + n] = np.arange(n), k
+                    at += n
+                seg[r, at:] = len(examples)  # padding: its own segment
+            t = torch.from_numpy(ids).to(self.dist.device)
+            inputs = segment_inputs(t[:, :-1], torch.from_numpy(pos[:, :-1]), torch.from_numpy(seg[:, :-1]),
+                                    torch.float32)
+            return Batch(inputs, torch.from_numpy(labels[:, 1:]).to(self.dist.device), names)
+        L = max(len(r[0].ids) for r in rows)
+        ids = np.full((len(rows), L), pad, dtype=np.int64)
+        labels = np.full((len(rows), L), IGNORE, dtype=np.int64)
+        attn = np.zeros((len(rows), L), dtype=np.int64)
+        for r, (e,) in enumerate(rows):
+            ids[r, :len(e.ids)], labels[r, :len(e.ids)], attn[r, :len(e.ids)] = e.ids, e.labels, 1
+        t = torch.from_numpy(ids).to(self.dist.device)
+        inputs = {"input_ids": t[:, :-1], "attention_mask": torch.from_numpy(attn[:, :-1]).to(self.dist.device)}
+        return Batch(inputs, torch.from_numpy(labels[:, 1:]).to(self.dist.device), names)
+
+    def micro_batch(self, step: int, micro: int) -> Batch:
+        o = self.cfg.optim
+        start = step * self.global_batch + (micro * self.dist.world + self.dist.rank) * o.batch_size
+        rows = [[self.prepared.train[i] for i in self._row(p)] for p in range(start, start + o.batch_size)]
+        return self._collate(rows, [r[0].name for r in rows])
+
+    def eval_batches(self) -> dict[str, list[Batch]]:
+        B = self.cfg.optim.batch_size
+        held = self.prepared.heldout[: max(1, self.cfg.eval.tokens_per_domain // self.cfg.data.max_len * 4)]
+        packing, self.packing = self.packing, False
+        try:
+            return {"heldout": [self._collate([[e] for e in held[i:i + B]], ["heldout"] * len(held[i:i + B]))
+                                for i in range(0, len(held), B)]} if held else {}
+        finally:
+            self.packing = packing
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        ctx = torch.autocast(self.dist.device.type, dtype=self.autocast) if self.autocast else None
+        if ctx is not None:
+            with ctx:
+                logits = self.model(**batch.inputs).logits
+        else:
+            logits = self.model(**batch.inputs).logits
+        logits = logits[:, -batch.labels.shape[1]:]  # prompt tuning prepends virtual tokens' logits
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch.labels.reshape(-1),
+                               ignore_index=IGNORE)
+
+    def train_step(self) -> dict[str, float]:
+        stats = super().train_step()
+        if self.cfg.peft.method == "adalora":  # AdaLoRA reallocates ranks along the way
+            self.module.base_model.update_and_allocate(self.step)
+        return stats
+
+    # -- reporting and saving ------------------------------------------------------------------------------------
+    def plan(self) -> dict[str, Any]:
+        trainable = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.module.parameters())
+        rows = len(self._rows(0))
+        return {"method": self.cfg.peft.method, "trainable_parameters": trainable, "parameters": total,
+                "train_examples": len(self.prepared.train), "heldout_examples": len(self.prepared.heldout),
+                "rows_per_epoch": rows, "packing": self.packing,
+                "epochs": self.cfg.optim.max_steps * self.global_batch / max(1, rows), "data": self.prepared.summary}
+
+    def print_plan(self, plan: dict[str, Any]) -> None:
+        log.info(f"{plan['method']}: {plan['trainable_parameters']:,} trainable of {plan['parameters']:,} parameters; "
+                 f"{plan['train_examples']:,} examples in {plan['rows_per_epoch']:,} rows"
+                 f"{' (packed)' if plan['packing'] else ''}; {plan['epochs']:.2f} epochs")
+
+    def tokens_per_step(self) -> int:
+        return self.global_batch * self.cfg.data.max_len
+
+    def save_final(self, directory: Path, weights: dict[str, torch.Tensor] | None) -> None:
+        adapter = directory / "adapter"
+        self.module.save_pretrained(str(adapter))
+        if not getattr(self.tokenizer, "chat_template", None):
+            self.tokenizer.chat_template = sft_data.DEFAULT_JINJA
+        self.tokenizer.save_pretrained(str(adapter))
+        (adapter / "mixlab_sft.json").write_text(json.dumps({"base": self.cfg.base, "method": self.cfg.peft.method,
+                                                             "chat_format": "tokenizer" if self.chat.own else "default"},
+                                                            indent=2) + "\n")
+
+
+def merge(adapter: Path, out: Path) -> Path:
+    """Fold an adapter into its base model: a plain model `AutoModelForCausalLM` loads."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    model = AutoPeftModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32)
+    if not hasattr(model, "merge_and_unload"):
+        raise ConfigError(f"{adapter}: this adapter type cannot be merged into the base weights")
+    try:
+        merged = model.merge_and_unload()
+    except (AttributeError, ValueError) as e:
+        raise ConfigError(f"{adapter}: cannot merge this adapter ({e}); prompt-style adapters stay separate") from None
+    merged.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(str(out))
+    meta = adapter / "mixlab_sft.json"
+    if meta.exists():
+        (out / "mixlab_sft.json").write_text(meta.read_text())
+    return out
