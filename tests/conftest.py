@@ -153,3 +153,33 @@ def pretrain_config(tmp_path: Path, corpus: Path, tokenizer: Path, **sections: A
     path = tmp_path / "pretrain.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def pretrained_model(tmp_path_factory: pytest.TempPathFactory, quickstart_out: Path, tokenizer_dir: Path) -> Path:
+    """A tiny model pretrained by `train pretrain` on the quickstart corpus (its final/ directory)."""
+    from train.cli import main
+
+    d = tmp_path_factory.mktemp("pretrained")
+    cfg = pretrain_config(d, quickstart_out, tokenizer_dir, optim={"max_steps": 30, "batch_size": 8},
+                          data={"seq_len": 64, "heldout_fraction": 0.05, "workers": 1}, eval={"every": 30},
+                          checkpoint={"every": 30, "keep": 1})
+    assert main(["--quiet", "pretrain", str(cfg)]) == 0
+    return d / "run" / "final"
+
+
+def sft_config(tmp_path: Path, base: Path, files: list[dict[str, Any]], **sections: Any) -> Path:
+    cfg: dict[str, Any] = {
+        "base": str(base), "out": str(tmp_path / "sft"), "seed": 0,
+        "data": {"files": files, "max_len": 128, "heldout_fraction": 0.1},
+        "peft": {"method": "lora", "r": 4, "alpha": 8, "dropout": 0.0},
+        "optim": {"batch_size": 4, "max_steps": 4, "lr": 3e-3, "warmup_steps": 1, "weight_decay": 0.0},
+        "eval": {"every": 2, "tokens_per_domain": 4000}, "checkpoint": {"every": 2, "keep": 2},
+        "log": {"every": 1, "tensorboard": False},
+    }
+    for key, value in sections.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "sft.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path

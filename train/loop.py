@@ -134,6 +134,9 @@ class Trainer:
     def on_batch(self, batch: Batch) -> None:
         pass
 
+    def after_optimizer_step(self) -> None:
+        """Called after each optimizer step, gradients still in place."""
+
     def save_final(self, directory: Path, weights: dict[str, torch.Tensor] | None) -> None:
         raise NotImplementedError
 
@@ -225,6 +228,7 @@ class Trainer:
             if o.grad_clip:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, o.grad_clip))
             self.optimizer.step()
+            self.after_optimizer_step()
             self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return {"loss": total, "lr": lr, "grad_norm": grad_norm}

@@ -59,9 +59,6 @@ def peft_config(cfg: SFTConfig, model: Any) -> Any:
 def load_base(path: str, qlora: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
-    if not Path(path).is_dir():
-        raise ConfigError(f"base: {path} is not a local directory. Models are never downloaded (this runs "
-                          "offline): give a saved model, e.g. the final/ of `train pretrain`")
     if qlora:
         if not torch.cuda.is_available():
             raise ConfigError("peft.qlora: 4-bit QLoRA needs a CUDA GPU and bitsandbytes; this machine has no GPU")
@@ -83,6 +80,10 @@ class SFTTrainer(Trainer):
         from transformers import AutoTokenizer
 
         super().__init__(cfg)
+        for what, path in (("base", cfg.base), ("tokenizer", cfg.tokenizer)):
+            if path is not None and not Path(path).is_dir():
+                raise ConfigError(f"{what}: {path} is not a local directory. Models are never downloaded (this runs "
+                                  "offline): give a saved model, e.g. the final/ of `train pretrain`")
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.base)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -194,11 +195,9 @@ class SFTTrainer(Trainer):
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch.labels.reshape(-1),
                                ignore_index=IGNORE)
 
-    def train_step(self) -> dict[str, float]:
-        stats = super().train_step()
-        if self.cfg.peft.method == "adalora":  # AdaLoRA reallocates ranks along the way
+    def after_optimizer_step(self) -> None:
+        if self.cfg.peft.method == "adalora":  # AdaLoRA reallocates ranks from the gradients of this step
             self.module.base_model.update_and_allocate(self.step)
-        return stats
 
     # -- reporting and saving ------------------------------------------------------------------------------------
     def plan(self) -> dict[str, Any]:

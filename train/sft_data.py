@@ -142,7 +142,8 @@ class ChatFormat:
 
     def __init__(self, tokenizer: Any) -> None:
         self.tok = tokenizer
-        self.own = bool(getattr(tokenizer, "chat_template", None))
+        template = getattr(tokenizer, "chat_template", None)
+        self.own = bool(template) and template != DEFAULT_JINJA  # ours is saved with models; encoded turn by turn
         self.eos = tokenizer.eos_token_id
 
     def _text(self, s: str) -> list[int]:
@@ -182,8 +183,7 @@ class ChatFormat:
         ids: list[int] = []
         owner: list[int] = []
         for i in range(len(messages)):
-            full = self.tok.apply_chat_template(messages[: i + 1], tokenize=True)
-            full = full["input_ids"] if isinstance(full, dict) else list(full)
+            full = list(self.tok.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=False))
             if full[: len(ids)] != ids:
                 raise ConfigError("the tokenizer's chat template does not render conversations prefix by prefix; "
                                   "remove its chat_template to use mixlab's default format")
@@ -191,8 +191,8 @@ class ChatFormat:
             owner += [i if messages[i]["role"] == "assistant" else -1] * len(new)
             ids = full
         if add_generation_prompt:
-            full = self.tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-            full = full["input_ids"] if isinstance(full, dict) else list(full)
+            full = list(self.tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                                     return_dict=False))
             owner += [-1] * (len(full) - len(ids))
             ids = full
         return ids, owner
