@@ -52,7 +52,10 @@ demo: $(STAMP) $(QS_LM)/lm.binary
 	rm -rf out/pretrain out/pretrain_continued
 	$(VENV)/bin/train pretrain recipes/pretrain_quickstart.yaml
 	$(VENV)/bin/train pretrain recipes/pretrain_continue.yaml
-	@echo "corpus: out/quickstart (card: data_cards/quickstart.md); models: out/pretrain/final, out/pretrain_continued/final"
+	rm -rf out/sft
+	$(VENV)/bin/train sft recipes/sft_quickstart.yaml --merge
+	$(VENV)/bin/train generate out/sft/final/merged --prompt "Natalia sold 48 clips in April and half as many in May. How many in all?" --max-new-tokens 40
+	@echo "corpus: out/quickstart (card: data_cards/quickstart.md); models: out/pretrain/final, out/pretrain_continued/final, out/sft/final/{adapter,merged}"
 
 test: $(STAMP) kenlm
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q
