@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from mixlab import logs
-from mixlab.errors import EXIT_OK, EXIT_RUN_FAILED, MixlabError
+from mixlab import cli
+from mixlab.errors import EXIT_OK, MixlabError
 from mixlab.logs import log
 
 
@@ -143,25 +142,9 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    stray = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(args, "overrides")]
-    if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
-    logs.setup(quiet=args.quiet, verbose=args.verbose)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        commands = {"run": _cmd_run, "validate": _cmd_validate, "inspect": _cmd_inspect, "lm": _cmd_lm,
+    commands = {"run": _cmd_run, "validate": _cmd_validate, "inspect": _cmd_inspect, "lm": _cmd_lm,
                     "classifier": _cmd_classifier}
-        return commands[args.command](args)
-    except MixlabError as e:
-        print(f"curate: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("curate: interrupted; run the same command again to resume", file=sys.stderr)
-        return EXIT_RUN_FAILED
+    return cli.run(_parser(), commands, argv, interrupted="run the same command again to resume")
 
 
 if __name__ == "__main__":

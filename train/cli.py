@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from mixlab import logs
+from mixlab import cli
 from mixlab.config import load_config
-from mixlab.errors import EXIT_OK, EXIT_RUN_FAILED, MixlabError
+from mixlab.errors import EXIT_OK, MixlabError
 from mixlab.logs import log
 
 
@@ -111,25 +110,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    stray = [x for x in extra if x.startswith("-") or "=" not in x or not hasattr(args, "overrides")]
-    if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
-    logs.setup(quiet=args.quiet, verbose=args.verbose)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        commands = {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain, "sft": _cmd_sft, "generate": _cmd_generate}
-        return commands[args.command](args)
-    except MixlabError as e:
-        print(f"train: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("train: interrupted; `--resume` continues from the last checkpoint", file=sys.stderr)
-        return EXIT_RUN_FAILED
+    commands = {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain, "sft": _cmd_sft, "generate": _cmd_generate}
+    return cli.run(_parser(), commands, argv, interrupted="`--resume` continues from the last checkpoint")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,16 @@ from pydantic import Field, model_validator
 from mixlab.config import Strict
 
 
+def _resolver(base: Path) -> Any:
+    def resolve(p: str | None) -> str | None:
+        if p is None:
+            return None
+        q = Path(p).expanduser()
+        return str(q if q.is_absolute() else (base / q).resolve())
+
+    return resolve
+
+
 class ModelConfig(Strict):
     path: str | None = Field(default=None, description="local HF checkpoint directory (continued pretraining)")
     architecture: Literal["llama"] = "llama"
@@ -83,12 +93,7 @@ class PretrainConfig(Strict):
 
     def resolve(self, base: Path) -> "PretrainConfig":
         """Relative paths are relative to the config file's directory."""
-        def r(p: str | None) -> str | None:
-            if p is None:
-                return None
-            q = Path(p).expanduser()
-            return str(q if q.is_absolute() else (base / q).resolve())
-
+        r = _resolver(base)
         out = self.model_copy(deep=True)
         out.corpus, out.tokenizer, out.out = r(self.corpus), r(self.tokenizer), r(self.out)  # type: ignore[assignment]
         out.model.path = r(self.model.path)
@@ -138,12 +143,8 @@ class SFTConfig(Strict):
     distributed: DistributedConfig = DistributedConfig()
 
     def resolve(self, base: Path) -> "SFTConfig":
-        def r(p: str | None) -> str | None:
-            if p is None:
-                return None
-            q = Path(p).expanduser()
-            return str(q if q.is_absolute() else (base / q).resolve())
-
+        """Relative paths are relative to the config file's directory."""
+        r = _resolver(base)
         out = self.model_copy(deep=True)
         out.base, out.out, out.tokenizer = r(self.base), r(self.out), r(self.tokenizer)  # type: ignore[assignment]
         for f in out.data.files:

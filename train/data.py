@@ -27,7 +27,7 @@ def prepare(corpus_dir: Path, tokenizer_dir: Path, cfg: DataConfig, seed: int) -
     corpus = Corpus(corpus_dir)
     weights = cfg.weights if cfg.weights is not None else corpus.mixture
     if not weights:
-        raise ConfigError(f"data.weights: the corpus has no mixture.json; give weights per domain")
+        raise ConfigError("data.weights: the corpus has no mixture.json; give weights per domain")
     unknown = sorted(d for d, w in weights.items() if w > 0 and d not in corpus.domains)
     if unknown:
         raise ConfigError(f"data.weights: the corpus has no documents in {', '.join(unknown)} "
