@@ -33,8 +33,9 @@ $(KENLM)/bin/lmplz: | $(STAMP)
 	rm -rf $(KENLM)/src $(KENLM)/build && mkdir -p $(KENLM)/src $(KENLM)/bin
 	$(PY) -m pip download -q --no-deps --no-binary kenlm kenlm==0.3.0 -d $(KENLM)/src
 	tar xzf $(KENLM)/src/kenlm-0.3.0.tar.gz -C $(KENLM)/src
-	cmake -S $(KENLM)/src/kenlm-0.3.0 -B $(KENLM)/build -DCMAKE_BUILD_TYPE=Release >/dev/null
-	$(MAKE) -s -C $(KENLM)/build -j2 lmplz build_binary >/dev/null
+	cmake -S $(KENLM)/src/kenlm-0.3.0 -B $(KENLM)/build -DCMAKE_BUILD_TYPE=Release >$(KENLM)/build.log 2>&1 \
+	  || { tail -30 $(KENLM)/build.log; exit 1; }
+	$(MAKE) -s -C $(KENLM)/build -j2 lmplz build_binary >>$(KENLM)/build.log 2>&1 || { tail -30 $(KENLM)/build.log; exit 1; }
 	cp $(KENLM)/build/bin/lmplz $(KENLM)/build/bin/build_binary $(KENLM)/bin/
 	rm -rf $(KENLM)/src $(KENLM)/build
 

@@ -82,6 +82,7 @@ def score(model: Any, texts: list[str]) -> np.ndarray:
 
 
 def evaluate(scores: np.ndarray, truth: np.ndarray, threshold: float) -> dict[str, float]:
+    truth = np.asarray(truth).astype(bool)
     pred = scores >= threshold
     tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -93,6 +94,9 @@ def evaluate(scores: np.ndarray, truth: np.ndarray, threshold: float) -> dict[st
 
 def roc_auc(scores: np.ndarray, truth: np.ndarray) -> float:
     """Area under the ROC curve: the probability that a positive outranks a negative (ties count half)."""
+    scores, truth = np.asarray(scores, dtype=np.float64), np.asarray(truth).astype(bool)
+    if np.isnan(scores).any():
+        raise ValueError("roc_auc: scores contain NaN")
     n_pos, n_neg = int(truth.sum()), int((~truth).sum())
     if not n_pos or not n_neg:
         return float("nan")

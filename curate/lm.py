@@ -40,7 +40,7 @@ def normalize_for_lm(lines: pa.Array | pa.ChunkedArray) -> pa.Array:
     t = pc.utf8_lower(t)
     t = pc.utf8_normalize(t, form="NFD")
     t = pc.replace_substring_regex(t, r"\p{Mn}", "")
-    t = pc.replace_substring_regex(t, r"\d", "0")
+    t = pc.replace_substring_regex(t, r"\p{Nd}", "0")  # every script's digits, as Python's \d in CCNet
     for src, dst in UNICODE_PUNCT.items():
         t = pc.replace_substring(t, src, dst)
     return pc.replace_substring_regex(t, r"[\p{Cc}\p{Cf}]", "")

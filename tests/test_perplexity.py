@@ -33,6 +33,7 @@ def test_ccnet_normalization() -> None:
     import pyarrow as pa
 
     assert normalize_for_lm(pa.array(["  Ça coûte 1.234 €，ok？ "])).to_pylist() == ["ca coute 0.000 €,ok?"]
+    assert normalize_for_lm(pa.array(["Année ١٢٣ ２０２４"])).to_pylist() == ["annee 000 0000"]
 
 
 def test_document_perplexity_is_ccnets_formula(english_lm: Path) -> None:

@@ -61,3 +61,6 @@ def test_scores_feed_minhash_keep_best_quality(tmp_path: Path, classifier: Path)
 
 def test_roc_auc_counts_ties_as_half() -> None:
     assert roc_auc(np.array([0.9, 0.5, 0.5, 0.1]), np.array([True, True, False, False])) == pytest.approx(0.875)
+    assert roc_auc(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 1, 0, 0])) == 1.0  # 0/1 labels work too
+    with pytest.raises(ValueError, match="NaN"):
+        roc_auc(np.array([np.nan, 0.1]), np.array([True, False]))
