@@ -220,6 +220,21 @@ def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_we
     return opt
 
 
+def recall_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple[int, int]:
+    """(bands, rows) for an LSH whose candidates are verified exactly: false positives only cost a check, so pick
+    the banding that finds a pair of Jaccard ``threshold`` with probability >= ``recall`` while producing the
+    fewest candidates below the threshold (the smallest false-positive area)."""
+    best, opt = float("inf"), None
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            if 1.0 - (1.0 - threshold ** r) ** b < recall:
+                continue
+            fp, _ = _fp_fn(threshold, b, r)
+            if fp < best:
+                best, opt = fp, (b, r)
+    return opt or (num_perm, 1)
+
+
 def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:
     """uint64 key per (document, band): documents sharing a key in a band are LSH candidates."""
     n = sig.shape[0]

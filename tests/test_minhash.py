@@ -92,7 +92,27 @@ def test_near_duplicates_are_removed_and_named(tmp_path: Path) -> None:
     assert rows["wiki.jsonl:1"]["dup_count"] == 3 and rows["wiki.jsonl:1"]["dup_cluster"] == "wiki.jsonl:1"
     assert rows["web.jsonl:8"]["dup_count"] == 1 and rows["web.jsonl:8"]["dup_cluster"] is None
     stats = __import__("json").loads((out / "stats" / "minhash_dedup.json").read_text())
-    assert (stats["combine"]["bands"], stats["combine"]["rows"]) == (9, 13)
+    assert (stats["combine"]["bands"], stats["combine"]["rows"], stats["combine"]["banding"]) == (16, 6, "recall")
+
+
+def test_without_verification_bands_are_datasketchs_and_with_it_they_favour_recall() -> None:
+    from curate.steps.base import StepContext
+    from curate.steps.minhash import MinhashDedup, MinhashParams
+
+    ctx = StepContext(seed=0, partitions=1)
+    assert (MinhashDedup(MinhashParams(verify=False), ctx).bands, MinhashDedup(MinhashParams(verify=False), ctx).rows) \
+        == (9, 13)
+    step = MinhashDedup(MinhashParams(), ctx)
+    assert 1 - (1 - 0.8 ** step.rows) ** step.bands >= 0.99 and step.bands * step.rows <= 128
+
+
+def test_bucket_pairs_are_all_pairs_in_small_buckets_and_a_star_in_large_ones() -> None:
+    from curate.steps.minhash import _bucket_pairs
+
+    members = np.array([1, 2, 3, 7, 10, 11, 12, 13, 14])
+    pairs = _bucket_pairs(members, np.array([0, 3, 4]), max_all=3)
+    expected = {(1, 2), (1, 3), (2, 3), (10, 11), (10, 12), (10, 13), (10, 14)}
+    assert {tuple(p) for p in pairs.tolist()} == expected
 
 
 def test_result_does_not_depend_on_workers_partitions_or_batches(tmp_path: Path) -> None:

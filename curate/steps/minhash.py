@@ -52,6 +52,8 @@ class MinhashParams(StepParams):
     rows: int | None = Field(default=None, ge=1)
     seed: int | None = Field(default=None, description="hash seed; default: the recipe's seed")
     verify: bool = Field(default=True, description="drop candidate pairs whose exact Jaccard is below threshold")
+    lsh_recall: float = Field(default=0.99, gt=0, lt=1, description="with verify and no bands/rows given: chance "
+                              "that a pair at exactly the threshold becomes a candidate")
     keep: Literal["first", "longest", "best_quality"] = "first"
     quality_column: str = Field(default="quality_score", description="what `keep: best_quality` maximizes")
     max_bucket_pairs: int = Field(default=64, ge=2, description="buckets up to this size compare all pairs")
@@ -84,7 +86,9 @@ class MinhashDedup(GlobalStep):
         if p.bands is not None and p.rows is not None:
             self.bands, self.rows = p.bands, p.rows
         else:
-            self.bands, self.rows = lsh.optimal_bands(p.threshold, p.num_perm)
+            # verified candidates: bands chosen for recall; unverified: datasketch's balanced choice
+            self.bands, self.rows = lsh.recall_bands(p.threshold, p.num_perm, p.lsh_recall) if p.verify else \
+                lsh.optimal_bands(p.threshold, p.num_perm)
         self.a, self.b = lsh.permutations(p.num_perm, self.seed)
         self._refs: list[tuple[pa.Table, pa.Table]] | None = None
 
@@ -176,22 +180,7 @@ class MinhashDedup(GlobalStep):
         key, band, gidx = key[order], band[order], gidx[order]
         new = np.ones(len(key), dtype=bool)
         new[1:] = (key[1:] != key[:-1]) | (band[1:] != band[:-1])
-        starts = np.flatnonzero(new)
-        sizes = np.diff(np.append(starts, len(key)))
-        u_parts, v_parts = [], []
-        for s, k in zip(starts[sizes > 1], sizes[sizes > 1]):
-            members = gidx[s:s + k]
-            if k <= p.max_bucket_pairs:
-                iu, iv = np.triu_indices(k, 1)
-                u_parts.append(members[iu])
-                v_parts.append(members[iv])
-            else:
-                u_parts.append(np.full(k - 1, members[0]))
-                v_parts.append(members[1:])
-        if u_parts:
-            pairs = np.unique(np.stack([np.concatenate(u_parts), np.concatenate(v_parts)], axis=1), axis=0)
-        else:
-            pairs = np.zeros((0, 2), dtype=np.int64)
+        pairs = _bucket_pairs(gidx, np.flatnonzero(new), p.max_bucket_pairs)
         if refs:  # pairs of two reference documents were settled when their corpora were built
             pairs = pairs[pairs[:, 0] < side.offsets[len(side.tables) - len(refs)]]
         candidates = len(pairs)
@@ -205,14 +194,12 @@ class MinhashDedup(GlobalStep):
     def _verify(self, pairs: np.ndarray, side: SideStore) -> np.ndarray:
         unit_u, row_u = side.locate(pairs[:, 0])
         unit_v, row_v = side.locate(pairs[:, 1])
-        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        readers: dict[int, _Shingles] = {}
 
         def shingles(unit: int, row: int) -> np.ndarray:
-            if unit not in cache:
-                col = side.tables[unit]["shingles"].combine_chunks()
-                cache[unit] = (col.offsets.to_numpy(), col.values.to_numpy())
-            off, vals = cache[unit]
-            return vals[off[row]:off[row + 1]]
+            if unit not in readers:
+                readers[unit] = _Shingles(side.tables[unit]["shingles"])
+            return readers[unit].row(row)
 
         t = self.params.threshold
         return np.fromiter((lsh.jaccard_sorted(shingles(a, ra), shingles(b, rb)) >= t
@@ -263,7 +250,9 @@ class MinhashDedup(GlobalStep):
                               "dup_cluster": pc.take(ids, pa.array(kept_g)),
                               "dup_count": pa.array(sizes[lab].astype(np.int32)),
                               "reason": pa.array(reason.tolist(), pa.string())})
+        banding = "given" if self.params.bands else ("recall" if self.params.verify else "datasketch")
         stats = {"documents": n_own, "reference_documents": n - n_own, "bands": self.bands, "rows": self.rows,
+                 "banding": banding,
                  "threshold": self.params.threshold, "num_perm": self.params.num_perm, "ngram": self.params.ngram,
                  "edges": int(len(u)), "clusters": int(len(np.unique(lab))),
                  "documents_in_clusters": int(len(members)), "removed": int(removed.sum()),
@@ -304,6 +293,48 @@ class MinhashDedup(GlobalStep):
         batch = batch.append_column("dup_cluster", pc.take(dec["dup_cluster"], idx))
         batch = batch.append_column("dup_count", pc.fill_null(pc.take(dec["dup_count"], idx), 1))
         return batch, pc.take(dec["reason"], idx)
+
+
+class _Shingles:
+    """Rows of a memory-mapped list column, chunk by chunk: nothing is copied into memory."""
+
+    def __init__(self, column: pa.ChunkedArray) -> None:
+        self.chunks = [(c.offsets.to_numpy(), c.values.to_numpy()) for c in column.chunks]
+        self.starts = np.cumsum([0] + [len(c) for c in column.chunks])
+
+    def row(self, i: int) -> np.ndarray:
+        k = int(np.searchsorted(self.starts, i, side="right") - 1)
+        off, vals = self.chunks[k]
+        j = i - self.starts[k]
+        return vals[off[j]:off[j + 1]]
+
+
+def _bucket_pairs(members: np.ndarray, starts: np.ndarray, max_all: int) -> np.ndarray:
+    """Unique candidate pairs (u < v) from buckets of sorted ``members`` beginning at ``starts``: every pair in a
+    bucket of up to ``max_all`` members, the first member against the others in larger ones. Vectorized."""
+    sizes = np.diff(np.append(starts, len(members)))
+    us, vs = [], []
+    small = (sizes > 1) & (sizes <= max_all)
+    if small.any():
+        # member at offset o of a bucket of size k pairs with the k-1-o members after it
+        bucket_of = np.repeat(np.arange(len(starts)), sizes)
+        offset = np.arange(len(members)) - starts[bucket_of]
+        after = np.where(small[bucket_of], sizes[bucket_of] - 1 - offset, 0)
+        pos = np.repeat(np.arange(len(members)), after)
+        step = np.arange(len(pos)) - np.repeat(np.cumsum(after) - after, after)
+        us.append(members[pos])
+        vs.append(members[pos + 1 + step])
+    large = sizes > max_all
+    if large.any():
+        first = np.repeat(starts[large], sizes[large] - 1)
+        rest = np.concatenate([np.arange(s + 1, s + k) for s, k in zip(starts[large], sizes[large])])
+        us.append(members[first])
+        vs.append(members[rest])
+    if not us:
+        return np.zeros((0, 2), dtype=np.int64)
+    u, v = np.concatenate(us), np.concatenate(vs)
+    pairs = np.stack([np.minimum(u, v), np.maximum(u, v)], axis=1)
+    return np.unique(pairs, axis=0)
 
 
 def _shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.Array:
