@@ -189,3 +189,12 @@ def test_deepspeed_zero2_trains_like_the_plain_loop_and_resumes_exactly(tmp_path
     a, b, c = (_losses(tmp_path / x / "run") for x in "abc")
     assert a == b and len(a) == 6
     assert a == pytest.approx(c, abs=1e-4)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path: Path, quickstart_out: Path,
+                                                      tokenizer_dir: Path) -> None:
+    plain = pretrain_config(tmp_path / "a", quickstart_out, tokenizer_dir, optim={"max_steps": 3})
+    ckpt = pretrain_config(tmp_path / "b", quickstart_out, tokenizer_dir,
+                           optim={"max_steps": 3, "gradient_checkpointing": True})
+    assert _run(plain) == 0 and _run(ckpt) == 0
+    assert _losses(tmp_path / "a" / "run") == pytest.approx(_losses(tmp_path / "b" / "run"), abs=1e-5)
