@@ -15,7 +15,7 @@ replicas a fraction ``exact_fraction`` of the documents is an exact copy of the 
 and the rest are varied: sentences (code: lines) are dropped or swapped and most lines get a few words replaced, so
 they are near duplicates, not byte copies. Web documents carry seeded site boilerplate lines ("Cookie policy | Terms
 of use", ...), the same in every replica of a page, so ``line_dedup`` has work. Documents are spread over several
-``jsonl.zst`` files per domain (``{"id", "text"}`` per line) in a seeded order.
+``jsonl.zst`` files of about ``file_mb`` MB per domain (``{"id", "text"}`` per line) in a seeded order.
 
 Everything depends only on the seed and the parameters; a built corpus is reused when its ``corpus.json`` matches.
 """
@@ -23,7 +23,6 @@ Everything depends only on the seed and the parameters; a built corpus is reused
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import tarfile
@@ -36,7 +35,7 @@ import orjson
 import xxhash
 import zstandard
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 3
 DOMAINS = ("web", "wiki", "books", "code")
 MB = 1_000_000
 
@@ -273,7 +272,9 @@ def boilerplate_for(doc: BaseDoc, seed: int, v: Variation) -> tuple[list[str], l
     rng = random.Random(f"{seed}/boilerplate/{doc.id}")
     if rng.random() >= v.boilerplate_prob:
         return [], []
-    return rng.sample(BOILERPLATE, rng.randint(0, 2)), rng.sample(BOILERPLATE, rng.randint(1, 3))
+    n_head, n_foot = rng.randint(0, 2), rng.randint(1, 3)
+    lines = rng.sample(BOILERPLATE, n_head + n_foot)
+    return lines[:n_head], lines[n_head:]
 
 
 # ---------------------------------------------------------------------------------------------------- replication
@@ -319,9 +320,8 @@ def write_domain(out: Path, domain: str, docs: list[BaseDoc], target_bytes: int,
     """Write one domain's replicated documents into ``n_files`` jsonl.zst files, each document to a seeded file."""
     stats = DomainStats(base_docs=len(docs), base_mb=sum(len(d.text.encode()) for d in docs) / MB, files=n_files)
     (out / domain).mkdir(parents=True, exist_ok=True)
-    cctx = zstandard.ZstdCompressor(level=3)
     handles = [open(out / domain / f"part-{k:03d}.jsonl.zst", "wb") for k in range(n_files)]
-    writers = [cctx.stream_writer(h) for h in handles]
+    writers = [zstandard.ZstdCompressor(level=3).stream_writer(h) for h in handles]  # one context per stream
     pick = random.Random(f"{seed}/{domain}/files")
     seen: set[int] = set()
     try:
@@ -358,9 +358,9 @@ def recipe_yaml(name: str, seed: int) -> str:
             "output:\n  dir: out\n  keep_removed: all\n")
 
 
-def _params(size_mb: int, seed: int, file_mb: int, min_files: int, v: Variation) -> dict:
+def _params(size_mb: int, seed: int, file_mb: int, v: Variation) -> dict:
     return {"builder_version": BUILDER_VERSION, "size_mb": size_mb, "seed": seed, "file_mb": file_mb,
-            "min_files": min_files, "variation": asdict(v)}
+            "variation": asdict(v)}
 
 
 def _load_info(path: Path, params: dict) -> CorpusInfo | None:
@@ -374,11 +374,12 @@ def _load_info(path: Path, params: dict) -> CorpusInfo | None:
                       {d: DomainStats(**s) for d, s in data["domains"].items()})
 
 
-def build_corpus(work: Path, shared: Path, size_mb: int, seed: int = 1234, file_mb: int = 32, min_files: int = 4,
+def build_corpus(work: Path, shared: Path, size_mb: int, seed: int = 1234, file_mb: int = 8,
                  v: Variation = Variation()) -> CorpusInfo:
-    """Build (or reuse) the corpus of ``size_mb`` MB of text under ``work/data-<size>mb-s<seed>``."""
-    params = _params(size_mb, seed, file_mb, min_files, v)
-    out = work / f"data-{size_mb}mb-s{seed}"
+    """Build (or reuse) the corpus of ``size_mb`` MB of text under ``work/data-<size>mb-f<file_mb>-s<seed>``, each
+    domain in files of about ``file_mb`` MB: the same file size at every corpus size, so batches are alike."""
+    params = _params(size_mb, seed, file_mb, v)
+    out = work / f"data-{size_mb}mb-f{file_mb}-s{seed}"
     if (info := _load_info(out, params)) is not None:
         return info
     if out.exists():
@@ -391,7 +392,7 @@ def build_corpus(work: Path, shared: Path, size_mb: int, seed: int = 1234, file_
     info = CorpusInfo(out, size_mb, seed)
     for d in DOMAINS:
         target = round(size_mb * MB * base_bytes[d] / total)
-        n_files = max(min_files, math.ceil(target / (file_mb * MB)))
+        n_files = max(1, round(target / (file_mb * MB)))
         info.domains[d] = write_domain(out, d, base[d], target, n_files, seed, v)
     info.recipe.write_text(recipe_yaml(f"bench-{size_mb}mb", seed), encoding="utf-8")
     (out / "corpus.json").write_text(json.dumps(

@@ -95,10 +95,28 @@ def test_file_weights_set_each_files_share_of_an_epoch(tmp_path: Path, chat: sft
     assert names.count("a.jsonl") == 60 and names.count("b.jsonl") == 20
 
 
-def test_packing_fills_rows_without_exceeding_them() -> None:
-    examples = [sft_data.Example(np.zeros(n, np.int64), np.zeros(n, np.int64), "x") for n in (50, 60, 30, 90, 20)]
-    rows = sft_data.pack(examples, np.arange(5), 100)
+def _examples(*lengths: int) -> list[sft_data.Example]:
+    return [sft_data.Example(np.zeros(n, np.int64), np.zeros(n, np.int64), "x") for n in lengths]
+
+
+def test_packing_puts_each_sample_in_the_first_row_with_room() -> None:
+    rows = sft_data.pack(_examples(50, 60, 30, 90, 20), np.arange(5), 100)
+    assert rows == [[0, 2, 4], [1], [3]]
+
+
+def test_packing_closes_the_oldest_row_beyond_its_window() -> None:
+    rows = sft_data.pack(_examples(50, 60, 30, 90, 20), np.arange(5), 100, window=1)
     assert rows == [[0], [1, 2], [3], [4]]
+
+
+def test_packing_never_exceeds_a_row_and_keeps_every_sample_once() -> None:
+    lengths = np.random.default_rng(0).integers(1, 300, 2000)
+    examples = _examples(*lengths.tolist())
+    order = np.random.default_rng(1).permutation(len(examples))
+    rows = sft_data.pack(examples, order, 512)
+    assert sorted(i for r in rows for i in r) == list(range(len(examples)))
+    assert max(sum(lengths[r]) for r in rows) <= 512
+    assert lengths.sum() / (len(rows) * 512) > 0.95
 
 
 def test_a_tokenizer_template_that_is_not_prefix_stable_is_refused(tokenizer_dir: Path) -> None:

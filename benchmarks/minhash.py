@@ -1,0 +1,427 @@
+"""Speed of near-duplicate removal: ``minhash_dedup`` against datasketch and datatrove, one process each.
+
+What it measures: documents per second of each tool on the same corpus with the same parameters (word 5-grams,
+128 permutations, Jaccard threshold 0.8), each tool in a fresh subprocess, timed inside it (interpreter start-up and
+imports excluded; the subprocess's whole wall time is shown too):
+
+* (a)  ours end-to-end: ``curate.run.run()`` of a recipe with only ``minhash_dedup`` (defaults: OPH signatures,
+       exact verification) and ``executor.workers: 1`` (in-process, no pool): reading the jsonl, the step, writing
+       the zstd Parquet shards, the removed documents and the manifest;
+* (a') ours signatures only: ``curate.lsh.shingle_hashes`` + ``curate.lsh.oph_signatures`` over the texts, in
+       batches of 1,000 (the executor's batch size), texts already in memory as Arrow; the same with
+       ``lsh.signatures`` (k permutations) for reference;
+* (b)  straightforward datasketch: read the jsonl (``json.loads`` per line), shingle in Python (lowercase, NFKC
+       not applied, ``[^\\w\\s]`` -> space, ASCII digits -> 0, whitespace split, word 5-grams), ``MinHash(num_perm=128)``
+       per document with ``update_batch``, ``MinHashLSH(threshold=0.8, num_perm=128)``, keep first (query; removed
+       if anything matches, else inserted); nothing is written;
+* (c)  datatrove's MinHash pipeline: ``JsonlReader`` -> ``MinhashDedupSignature``, ``MinhashDedupBuckets``,
+       ``MinhashDedupCluster``, ``JsonlReader`` -> ``MinhashDedupFilter`` -> ``JsonlWriter``, each a
+       ``LocalPipelineExecutor(workers=1)`` with ``tasks=1`` (the buckets stage needs ``tasks`` = number of buckets,
+       so it runs its 9 tasks one after the other), ``MinhashConfig(n_grams=5, num_buckets=9, hashes_per_bucket=13)``
+       (117 hashes, the 9 x 13 bands datasketch and ours choose for 0.8 out of 128), otherwise datatrove's defaults
+       (64-bit xxhash shingles, its text normalization, spaCy English word tokenizer). It runs in its own virtualenv
+       ``benchmarks/.work/venv-datatrove`` (created on first use: ``pip install datatrove`` and what its blocks
+       import), from a script file this benchmark writes.
+
+The corpus is the labelled corpus of ``benchmarks/dedup_data.py`` (built if missing) plus fresh seeded variants of
+randomly chosen documents of it (same variant kinds) up to ``--docs`` documents. Before each timed run the benchmark
+waits until no ``benchmarks/pipeline.py`` is running. Results are printed and appended to ``benchmarks/RESULTS.md``.
+
+Run (from the project root, with the project's virtualenv):
+
+    python benchmarks/minhash.py                     # 50,000 documents, all tools (~10 min)
+    python benchmarks/minhash.py --small             # smoke run: 3,000 documents, not recorded
+    python benchmarks/minhash.py --tools ours,signatures --profile   # + cProfile of an extra run of ours
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pstats
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import dedup_data as dd  # noqa: E402
+
+WORK = dd.WORK / "minhash"
+DT_VENV = dd.WORK / "venv-datatrove"
+DT_PACKAGES = ["datatrove==0.10.1", "spacy==3.8.18", "regex", "tokenizers", "orjson", "nltk", "xxhash<4"]
+"""datatrove's MinHash blocks import spaCy (English word tokenizer), regex, tokenizers, orjson; its xxhash helper
+needs xxhash < 4 (4.x no longer hashes str)"""
+TOOLS = ["ours", "signatures", "datasketch", "datatrove"]
+DT_BUCKETS, DT_HASHES_PER_BUCKET = 9, 13
+
+
+@dataclass
+class ToolRun:
+    tool: str
+    config: str
+    docs: int
+    seconds: float
+    """timed inside the subprocess"""
+    removed: int | None = None
+    wall: float = 0.0
+    """the subprocess's whole wall time (start-up and imports included)"""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.docs / self.seconds
+
+
+# ---------------------------------------------------------------------------------------------------- the corpus
+
+def expand(corpus: dd.Corpus, target: int, seed: int) -> Path:
+    """The labelled corpus plus fresh seeded variants of its documents up to ``target`` documents (jsonl path)."""
+    path = WORK / f"speed-{corpus.docs}-{target}-s{seed}" / "data" / "docs.jsonl"
+    done = path.parent.parent / ".done"  # outside data/: datatrove reads every file of that folder
+    if done.exists():
+        return path
+    docs = list(dd.read_docs(corpus.data))
+    vocab = dd.vocabulary(dd.BaseDoc("", d["text"]) for d in docs)
+    rng = random.Random(f"{seed}/expand")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps({"id": d["id"], "text": d["text"]}, ensure_ascii=False) + "\n")
+        for i in range(max(0, target - len(docs))):
+            text, _ = dd.make_variant(rng.choice(docs)["text"], rng.choice(dd.KINDS), rng, vocab)
+            f.write(json.dumps({"id": f"x{i:07d}", "text": text}, ensure_ascii=False) + "\n")
+    done.touch()
+    return path
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+# ---------------------------------------------------------------------------------------------------- (a) ours
+
+def time_ours(data: Path, out: Path, profile: Path | None) -> ToolRun:
+    """``run()`` of a recipe with only ``minhash_dedup``, one worker (in this process)."""
+    from curate.recipe import load_recipe
+    from curate.run import run
+    from mixlab import logs
+
+    logs.setup(quiet=True)
+    recipe = dd.write_recipe(out.parent / "recipe.yaml", data, out, {"threshold": dd.THRESHOLD}, 1)
+    loaded = load_recipe(recipe, [])
+    prof = None
+    if profile is not None:
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+    t0 = time.perf_counter()
+    manifest = run(loaded, out, 1, fresh=True)
+    seconds = time.perf_counter() - t0
+    if prof is not None and profile is not None:
+        prof.disable()
+        prof.dump_stats(profile)
+    stats = json.loads((out / "stats" / "minhash_dedup.json").read_text())
+    removed = next(f["removed"] for f in manifest["funnel"] if f["step"] == "minhash_dedup")
+    return ToolRun("ours end-to-end", "minhash_dedup defaults (oph, verify, 9x13 bands of 128, keep first), "
+                   "workers 1, zstd Parquet out", manifest["accounting"]["read"], seconds, removed,
+                   extra={"candidate_pairs": stats["reduce"].get("candidate_pairs"),
+                          "verified_pairs": stats["reduce"].get("verified_pairs")})
+
+
+def time_signatures(data: Path, batch: int = 1_000) -> list[ToolRun]:
+    """Shingle hashes + signatures only, texts in memory (Arrow), batches of ``batch``."""
+    import pyarrow as pa
+
+    from curate import lsh
+
+    texts = pa.array([d["text"] for d in dd.read_docs(data)], pa.string())
+    runs = []
+    a, b = lsh.permutations(dd.NUM_PERM, 1234)
+    for name, sig in (("oph", lambda h, o: lsh.oph_signatures(h, o, dd.NUM_PERM, 1234)),
+                      ("permutations", lambda h, o: lsh.signatures(h, o, a, b))):
+        t_sh = t_sig = 0.0
+        for start in range(0, len(texts), batch):
+            t0 = time.perf_counter()
+            h, off = lsh.shingle_hashes(texts.slice(start, batch), dd.NGRAM, 1234)
+            t1 = time.perf_counter()
+            sig(h, off)
+            t_sh, t_sig = t_sh + t1 - t0, t_sig + time.perf_counter() - t1
+        runs.append(ToolRun(f"ours signatures only ({name})", f"lsh.shingle_hashes + lsh.{'oph_signatures' if name == 'oph' else 'signatures'}, "
+                            f"batches of {batch}", len(texts), t_sh + t_sig,
+                            extra={"shingle_s": t_sh, "signature_s": t_sig}))
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------------- (b) datasketch
+
+_NOT_WORD = re.compile(r"[^\w\s]|_")
+_DIGITS = str.maketrans("123456789", "000000000")
+
+
+def python_shingles(text: str, n: int = dd.NGRAM) -> set[str]:
+    words = _NOT_WORD.sub(" ", text.lower()).translate(_DIGITS).split()
+    if len(words) < n:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def time_datasketch(data: Path) -> ToolRun:
+    from datasketch import MinHash, MinHashLSH
+
+    t0 = time.perf_counter()
+    lsh = MinHashLSH(threshold=dd.THRESHOLD, num_perm=dd.NUM_PERM)
+    docs = removed = 0
+    with open(data, encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            m = MinHash(num_perm=dd.NUM_PERM)
+            m.update_batch([s.encode("utf-8") for s in python_shingles(d["text"])])
+            if lsh.query(m):
+                removed += 1
+            else:
+                lsh.insert(d["id"], m)
+            docs += 1
+    return ToolRun("datasketch", f"MinHash(num_perm={dd.NUM_PERM}) + MinHashLSH(threshold={dd.THRESHOLD}) "
+                   f"({lsh.b}x{lsh.r} bands), Python shingling, keep first, nothing written", docs,
+                   time.perf_counter() - t0, removed)
+
+
+# ---------------------------------------------------------------------------------------------------- (c) datatrove
+
+DT_SCRIPT = '''\
+"""Written by benchmarks/minhash.py: datatrove's MinHash dedup of one folder of jsonl, timed."""
+import json, sys, time
+from pathlib import Path
+from datatrove.executor.local import LocalPipelineExecutor
+from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
+                                              MinhashDedupFilter, MinhashDedupSignature)
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
+
+data, work, result = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+cfg = MinhashConfig(n_grams=5, num_buckets={buckets}, hashes_per_bucket={per_bucket})
+reader = lambda: JsonlReader(data, text_key="text", id_key="id")
+t0 = time.perf_counter()
+stages = [
+    ([reader(), MinhashDedupSignature(output_folder=str(work / "signatures"), config=cfg)], 1),
+    ([MinhashDedupBuckets(input_folder=str(work / "signatures"), output_folder=str(work / "buckets"), config=cfg)],
+     cfg.num_buckets),
+    ([MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove_ids"), config=cfg)], 1),
+    ([reader(), MinhashDedupFilter(input_folder=str(work / "remove_ids"),
+                                   exclusion_writer=JsonlWriter(str(work / "removed"), compression=None)),
+      JsonlWriter(str(work / "kept"), compression=None)], 1),
+]
+seconds = []
+for k, (pipeline, tasks) in enumerate(stages):
+    s = time.perf_counter()
+    LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs{{k}}")).run()
+    seconds.append(time.perf_counter() - s)
+total = time.perf_counter() - t0
+count = lambda d: sum(sum(1 for _ in open(f)) for f in Path(d).rglob("*.jsonl"))
+result.write_text(json.dumps({{"seconds": total, "stages": seconds, "removed": count(work / "removed"),
+                               "kept": count(work / "kept"), "config": str(cfg), "hash": str(cfg.hash_config),
+                               "norm": str(cfg.norm_config)}}))
+'''
+
+
+def ensure_datatrove_venv(venv: Path = DT_VENV) -> Path:
+    """The datatrove virtualenv's python, creating it on first use."""
+    python = venv / "bin" / "python"
+    if not python.exists() or subprocess.run([str(python), "-c", "import datatrove, spacy, xxhash"],
+                                             capture_output=True).returncode != 0:
+        print(f"creating {venv.relative_to(ROOT)} (pip install {' '.join(DT_PACKAGES)}) ...", flush=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *DT_PACKAGES], check=True)
+    return python
+
+
+def datatrove_version(python: Path) -> str:
+    r = subprocess.run([str(python), "-c", "import datatrove, spacy; from importlib.metadata import version as v; "
+                        "print(f\"datatrove {v('datatrove')}, spaCy {v('spacy')}, xxhash {v('xxhash')}\")"],
+                       capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+def time_datatrove(data: Path, work: Path) -> ToolRun:
+    python = ensure_datatrove_venv()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    script = work / "datatrove_minhash.py"
+    script.write_text(DT_SCRIPT.format(buckets=DT_BUCKETS, per_bucket=DT_HASHES_PER_BUCKET))
+    result = work / "result.json"
+    t0 = time.perf_counter()
+    with open(work / "datatrove.log", "w") as log:
+        subprocess.run([str(python), str(script), str(data.parent), str(work), str(result)], check=True,
+                       stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    wall = time.perf_counter() - t0
+    r = json.loads(result.read_text())
+    return ToolRun("datatrove", f"{datatrove_version(python)}; MinhashConfig {r['config']}, {r['hash']}, "
+                   "default TextNormConfig, spaCy en tokenizer; 4 LocalPipelineExecutor stages, workers 1",
+                   r["removed"] + r["kept"], r["seconds"], r["removed"], wall,
+                   {"stages": r["stages"]})
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+
+def run_tool(tool: str, data: Path, profile: Path | None) -> list[ToolRun]:
+    """One tool timed when no other benchmark runs (again if one started meanwhile)."""
+    runs, shared = dd.timed_alone(lambda: _run_tool(tool, data, profile))
+    for r in runs:
+        r.extra["shared_machine"] = shared
+    return runs
+
+
+def _run_tool(tool: str, data: Path, profile: Path | None) -> list[ToolRun]:
+    """One tool in a fresh subprocess of this script (``--one``); datatrove in its own virtualenv."""
+    if tool == "datatrove":
+        return [time_datatrove(data, WORK / "run-datatrove")]
+    result = WORK / f"result-{tool}.json"
+    result.unlink(missing_ok=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", tool, "--data", str(data), "--result", str(result)]
+    if profile is not None:
+        cmd += ["--profile-out", str(profile)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    runs = [ToolRun(**r) for r in json.loads(result.read_text())]
+    for r in runs:
+        r.wall = wall
+    return runs
+
+
+def one(tool: str, data: Path, result: Path, profile: Path | None) -> None:
+    """Inside the subprocess: run one tool and write its result."""
+    if tool == "ours":
+        runs = [time_ours(data, WORK / "run-ours" / "out", profile)]
+    elif tool == "signatures":
+        runs = time_signatures(data)
+    elif tool == "datasketch":
+        runs = [time_datasketch(data)]
+    else:
+        raise ValueError(tool)
+    result.write_text(json.dumps([asdict(r) for r in runs]))
+
+
+def speed_table(runs: list[ToolRun]) -> str:
+    rows = []
+    for r in runs:
+        flag = " (another benchmark ran meanwhile)" if r.extra.get("shared_machine") else ""
+        rows.append([r.tool + flag, r.config, f"{r.docs:,}", f"{r.seconds:.1f}", f"**{r.docs_per_s:,.0f}**",
+                     f"{r.removed:,}" if r.removed is not None else "-", f"{r.wall:.1f}"])
+    return dd.markdown(["tool", "config", "docs", "seconds", "docs/s", "removed", "subprocess wall s"], rows,
+                       "llrrrrr")
+
+
+def ratios(runs: list[ToolRun]) -> str:
+    by = {r.tool: r for r in runs}
+    lines = []
+    ours = by.get("ours end-to-end")
+    sig = by.get("ours signatures only (oph)")
+    for other, target in (("datasketch", 10), ("datatrove", 3)):
+        if other not in by:
+            continue
+        for mine, label in ((ours, "ours end-to-end"), (sig, "ours signatures only (oph)")):
+            if mine is not None:
+                x = mine.docs_per_s / by[other].docs_per_s
+                lines.append(f"- {label} / {other}: **{x:.1f}x**"
+                             + (f" (issue target >= {target}x: {'met' if x >= target else 'NOT met'})"
+                                if mine is ours else ""))
+    return "\n".join(lines)
+
+
+def profile_table(path: Path, top: int = 20) -> str:
+    stats = pstats.Stats(str(path))
+    own = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    rows = []
+    for (fname, line, name), (_, ncalls, tt, ct, _) in own:
+        short = "/".join(Path(fname).parts[-2:]) if fname.startswith("/") else fname
+        rows.append([f"`{short}:{line} {name}`", f"{ncalls:,}", f"{tt:.2f}", f"{ct:.2f}"])
+    cum = sorted(((k, v) for k, v in stats.stats.items()  # type: ignore[attr-defined]
+                  if "curate" in k[0] and not k[0].endswith("run.py")), key=lambda kv: -kv[1][3])[:12]
+    rows2 = [[f"`{'/'.join(Path(f).parts[-2:])}:{ln} {n}`", f"{v[1]:,}", f"{v[2]:.2f}", f"{v[3]:.2f}"]
+             for (f, ln, n), v in cum]
+    return (f"Top {top} functions by own time:\n\n" + dd.markdown(["function", "calls", "own s", "cum s"], rows)
+            + "\n\nProject functions by cumulative time:\n\n"
+            + dd.markdown(["function", "calls", "own s", "cum s"], rows2))
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--docs", type=int, default=50_000, help="documents in the timed corpus (default 50000)")
+    ap.add_argument("--base-docs", type=int, default=20_000, help="size of the labelled corpus it starts from")
+    ap.add_argument("--small", action="store_true", help="smoke run: 3000 documents from a 2000-doc corpus, "
+                    "not recorded")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
+    ap.add_argument("--profile", action="store_true", help="cProfile ours end-to-end and print its hottest functions")
+    ap.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    ap.add_argument("--one", choices=TOOLS[:3], help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.small:
+        a.docs, a.base_docs, a.no_record = 3_000, 2_000, True
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    if args.one:
+        one(args.one, args.data, args.result, args.profile_out if args.one == "ours" else None)
+        return 0
+    command, commit = dd.command_line(), dd.git_commit()
+    corpus = dd.build(args.base_docs, args.seed)
+    data = expand(corpus, args.docs, args.seed)
+    n, mb = count_lines(data), data.stat().st_size / 1e6
+    print(f"corpus: {data.relative_to(ROOT)} ({n:,} documents, {mb:.1f} MB)", flush=True)
+    prof = WORK / "ours.prof" if args.profile else None
+    runs: list[ToolRun] = []
+    for tool in args.tools.split(","):
+        print(f"timing {tool} ...", flush=True)
+        runs += run_tool(tool, data, None)
+        for r in runs[-2 if tool == "signatures" else -1:]:
+            print(f"  {r.tool}: {r.docs_per_s:,.0f} docs/s", flush=True)
+    if prof is not None:
+        print("profiling ours end-to-end (an extra run, not timed) ...", flush=True)
+        _run_tool("ours", data, prof)
+    parts = [f"Corpus: `{data.relative_to(ROOT)}`: {n:,} documents, {mb:.1f} MB (the {corpus.docs:,}-document labelled "
+             f"corpus of `dedup_data.py`, seed {args.seed}, plus fresh seeded variants); word {dd.NGRAM}-grams, "
+             f"{dd.NUM_PERM} permutations, threshold {dd.THRESHOLD}; one process per tool; seconds timed inside "
+             "the tool's process (start-up and imports excluded).", speed_table(runs), ratios(runs)]
+    sig = [r for r in runs if r.tool.startswith("ours signatures")]
+    if sig:
+        parts.append("Signatures only, split: " + "; ".join(
+            f"{r.tool}: shingle hashes {r.extra['shingle_s']:.1f} s, signatures {r.extra['signature_s']:.1f} s"
+            for r in sig) + ".")
+    dt = [r for r in runs if r.tool == "datatrove"]
+    if dt:
+        parts.append("datatrove stages (signature, buckets, cluster, filter+write): "
+                     + ", ".join(f"{s:.1f} s" for s in dt[0].extra["stages"]) + ".")
+    ours = [r for r in runs if r.tool == "ours end-to-end"]
+    if ours:
+        parts.append(f"ours: {ours[0].extra['candidate_pairs']:,} candidate pairs, "
+                     f"{ours[0].extra['verified_pairs']:,} verified.")
+    if prof is not None and prof.exists():
+        parts.append("cProfile of ours end-to-end (a separate, untimed run; profiler overhead included):\n\n"
+                     + profile_table(prof))
+    body = "\n\n".join(parts)
+    print("\n" + body)
+    if not args.no_record:
+        dd.append_results("minhash_dedup speed vs datasketch and datatrove", command, commit, body)
+        print(f"\nappended to {dd.RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
