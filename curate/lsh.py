@@ -247,15 +247,34 @@ def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:
     return keys
 
 
-def jaccard_sorted(x: np.ndarray, y: np.ndarray) -> float:
-    """Exact Jaccard of two sorted arrays of unique values."""
-    if not len(x) or not len(y):
-        return 0.0
-    if len(x) > len(y):
-        x, y = y, x
-    pos = np.minimum(np.searchsorted(y, x), len(y) - 1)
-    inter = int(np.count_nonzero(y[pos] == x))
-    return inter / (len(x) + len(y) - inter)
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(s, s + n)`` for each start ``s`` and length ``n`` (vectorized)."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return np.arange(total, dtype=np.int64) + np.repeat(starts.astype(np.int64) - (ends - lengths), lengths)
+
+
+def jaccard_pairs(a: np.ndarray, a_len: np.ndarray, b: np.ndarray, b_len: np.ndarray) -> np.ndarray:
+    """Exact Jaccard of many pairs of sets at once. Pair ``i`` compares the ``a_len[i]`` values of ``a`` (and of
+    ``b``) that follow the previous pairs'; each set is sorted, unique, uint32. The pair index goes into the high
+    32 bits so that both sides become one sorted uint64 array each and one ``searchsorted`` counts every
+    intersection: no per-pair Python work."""
+    n = len(a_len)
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    pair_a = np.repeat(np.arange(n, dtype=np.uint64), a_len)
+    pair_b = np.repeat(np.arange(n, dtype=np.uint64), b_len)
+    key_a = (pair_a << np.uint64(32)) | a.astype(np.uint64)
+    key_b = (pair_b << np.uint64(32)) | b.astype(np.uint64)
+    if len(key_a) and len(key_b):
+        pos = np.minimum(np.searchsorted(key_a, key_b), len(key_a) - 1)
+        inter = np.bincount(pair_b[key_a[pos] == key_b].astype(np.int64), minlength=n)
+    else:
+        inter = np.zeros(n, dtype=np.int64)
+    union = a_len.astype(np.int64) + b_len.astype(np.int64) - inter
+    return np.divide(inter, union, out=np.zeros(n, dtype=np.float64), where=union > 0)
 
 
 def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:

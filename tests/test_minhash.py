@@ -3,6 +3,7 @@ duplicates removed deterministically whatever the execution."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -130,6 +131,28 @@ def test_keep_longest_keeps_the_longest_whatever_the_input_order(tmp_path: Path)
     for name, order in [("fwd", docs), ("rev", docs[::-1])]:
         out = build_corpus(tmp_path, {"web": order}, [{"minhash_dedup": {"keep": "longest"}}], out_name=name)
         assert [r["text"] for r in kept(out)] == [longer]
+
+
+def test_jaccard_of_many_pairs_at_once_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    sets = [np.unique(rng.integers(0, 2**32 - 1, n, dtype=np.uint64)).astype(np.uint32)
+            for n in rng.integers(0, 300, 60)]
+    sets += [sets[3][: len(sets[3]) // 2], np.array([0, 2**32 - 1], np.uint32), np.array([2**32 - 1], np.uint32)]
+    pairs = [(i, j) for i in range(len(sets)) for j in range(len(sets)) if rng.random() < 0.2] + [(3, 60), (61, 62)]
+    a = [sets[i] for i, _ in pairs]
+    b = [sets[j] for _, j in pairs]
+    got = lsh.jaccard_pairs(np.concatenate(a), np.array([len(x) for x in a]), np.concatenate(b),
+                            np.array([len(x) for x in b]))
+    want = [len(set(x) & set(y)) / len(set(x) | set(y)) if len(x) or len(y) else 0.0 for x, y in zip(a, b)]
+    assert np.allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_each_candidate_pair_is_verified_once_however_many_bands_it_meets_in(tmp_path: Path) -> None:
+    docs = {"web": [ARTICLES[1], ARTICLES[1] + " end", ARTICLES[2]]}
+    out = build_corpus(tmp_path, docs, [{"minhash_dedup": {}}])
+    stats = json.loads((out / "stats" / "minhash_dedup.json").read_text())
+    assert stats["reduce"]["bucket_pairs"] > 1  # the near-identical pair meets in many bands
+    assert stats["combine"]["candidate_pairs"] == stats["combine"]["verified_pairs"] == 1
 
 
 def test_verification_rejects_lsh_false_positives(tmp_path: Path) -> None:

@@ -87,6 +87,15 @@ class Decisions:
             self._unit = (unit, pa.concat_tables(parts) if parts else pa.table({"_unit": pa.array([], pa.int32())}))
         return self._unit[1]
 
+    def lookup(self, batch: pa.Table, columns: dict[str, pa.DataType]) -> dict[str, pa.Array]:
+        """For each row of ``batch``, ``columns`` of its decision row (matched by unit and ``_pos``; null where the
+        reduce wrote none)."""
+        dec = self.for_unit(batch["_unit"][0].as_py())
+        if dec.num_rows == 0:
+            return {c: pa.nulls(batch.num_rows, t) for c, t in columns.items()}
+        idx = pc.index_in(batch["_pos"], value_set=dec["_pos"])
+        return {c: pc.take(dec[c], idx) for c in columns}
+
 
 class SideStore:
     """Per-document data a global step wrote in its map phase: one memory-mapped Arrow IPC table per unit.

@@ -64,16 +64,9 @@ class ExactDedup(GlobalStep):
         return decisions, stats
 
     def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:
-        unit = batch["_unit"][0].as_py()
-        dec = decisions.for_unit(unit)
-        n = batch.num_rows
-        if dec.num_rows == 0:
-            batch = batch.append_column("duplicate_of", pa.nulls(n, pa.string()))
-            batch = batch.append_column("exact_copies", pa.array(np.ones(n, np.int32)))
-            return batch, pa.nulls(n, pa.string())
-        idx = pc.index_in(batch["_pos"], value_set=dec["_pos"])
-        dup_of = pc.take(dec["duplicate_of"], idx)
-        copies = pc.fill_null(pc.take(dec["exact_copies"], idx), 1)
-        batch = batch.append_column("duplicate_of", dup_of).append_column("exact_copies", copies)
-        reason = pc.if_else(pc.is_valid(dup_of), pa.scalar("exact_duplicate"), pa.scalar(None, pa.string()))
+        cols = decisions.lookup(batch, self.columns)
+        batch = batch.append_column("duplicate_of", cols["duplicate_of"])
+        batch = batch.append_column("exact_copies", pc.fill_null(cols["exact_copies"], 1))
+        duplicate = pc.is_valid(cols["duplicate_of"])
+        reason = pc.if_else(duplicate, pa.scalar("exact_duplicate"), pa.scalar(None, pa.string()))
         return batch, reason

@@ -4,12 +4,13 @@ Plan (a global step with a combine pass):
 1. keys (per unit, vectorized): word n-gram shingle hashes -> ``num_perm`` MinHash signature -> one key per band.
    Side data per document (memory-mapped Arrow IPC): id, position, length, quality, and the sorted 32-bit shingle
    hashes used to verify candidates.
-2. reduce (per partition of band keys): documents sharing a band key are candidates; every pair in a bucket of up
-   to ``max_bucket_pairs`` members (the first member against the rest in larger buckets) has its exact Jaccard
-   computed from the shingle sets and is kept as an edge when it reaches ``threshold`` (``verify: false`` keeps
-   every candidate pair).
-3. combine (whole corpus, once): connected components of the edges (NumPy min-label propagation); per component
-   one document is kept by ``keep`` (``first`` in input order, ``longest``, or ``best_quality``; ties by id).
+2. reduce (per partition of band keys): documents sharing a band key are candidates: every pair in a bucket of up
+   to ``max_bucket_pairs`` members, the first member against the rest in larger buckets.
+3. combine (whole corpus, once): candidate pairs made unique (a near-duplicate pair meets in most bands, so this
+   saves most of the verification), their exact Jaccard computed from the shingle sets, vectorized over batches of
+   pairs, and kept as edges when it reaches ``threshold`` (``verify: false`` keeps every candidate pair);
+   connected components of the edges (NumPy min-label propagation); per component one document is kept by
+   ``keep`` (``first`` in input order, ``longest``, or ``best_quality``; ties by id).
 4. apply: kept members get ``dup_cluster`` (the kept document's id) and ``dup_count`` (component size); the others
    are removed as ``near_duplicate`` with ``dup_cluster`` naming the document they duplicate.
 
@@ -34,6 +35,8 @@ from curate.steps.base import Decisions, GlobalStep, SideStore, StepContext, Ste
 
 INDEX_DIR = Path("index") / "minhash"
 INDEX_FORMAT = 1
+VERIFY_BATCH = 4_000_000
+"""shingles gathered per side per verification batch (32 MB of uint64 keys)"""
 INDEX_BANDS_SCHEMA = pa.schema([("band_key", pa.uint64()), ("band", pa.uint16()), ("row", pa.int64())])
 
 
@@ -183,34 +186,31 @@ class MinhashDedup(GlobalStep):
         pairs = _bucket_pairs(gidx, np.flatnonzero(new), p.max_bucket_pairs)
         if refs:  # pairs of two reference documents were settled when their corpora were built
             pairs = pairs[pairs[:, 0] < side.offsets[len(side.tables) - len(refs)]]
-        candidates = len(pairs)
-        if p.verify and candidates:
-            keep = self._verify(pairs, side)
-            pairs = pairs[keep]
         edges = pa.table({"u": pa.array(pairs[:, 0].astype(np.int64)), "v": pa.array(pairs[:, 1].astype(np.int64))})
-        return edges, {"band_keys": int(len(key)), "candidate_pairs": int(candidates),
-                       "verified_pairs": int(len(pairs)), "rejected_pairs": int(candidates - len(pairs))}
+        return edges, {"band_keys": int(len(key)), "bucket_pairs": int(len(pairs))}
 
     def _verify(self, pairs: np.ndarray, side: SideStore) -> np.ndarray:
-        unit_u, row_u = side.locate(pairs[:, 0])
-        unit_v, row_v = side.locate(pairs[:, 1])
-        readers: dict[int, _Shingles] = {}
-
-        def shingles(unit: int, row: int) -> np.ndarray:
-            if unit not in readers:
-                readers[unit] = _Shingles(side.tables[unit]["shingles"])
-            return readers[unit].row(row)
-
-        t = self.params.threshold
-        return np.fromiter((lsh.jaccard_sorted(shingles(a, ra), shingles(b, rb)) >= t
-                            for a, ra, b, rb in zip(unit_u.tolist(), row_u.tolist(), unit_v.tolist(), row_v.tolist())),
-                           dtype=bool, count=len(pairs))
+        """Exact Jaccard >= threshold per pair, in batches of about ``VERIFY_BATCH`` shingles a side."""
+        sets = _ShingleSets(side)
+        keep = np.zeros(len(pairs), dtype=bool)
+        lengths = sets.lengths(pairs[:, 0]) + sets.lengths(pairs[:, 1])
+        bounds = np.searchsorted(np.cumsum(lengths), np.arange(VERIFY_BATCH, int(lengths.sum()), VERIFY_BATCH))
+        for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(pairs)]])):
+            if hi > lo:
+                a, a_len = sets.gather(pairs[lo:hi, 0])
+                b, b_len = sets.gather(pairs[lo:hi, 1])
+                keep[lo:hi] = lsh.jaccard_pairs(a, a_len, b, b_len) >= self.params.threshold
+        return keep
 
     def combine(self, reduced: Decisions, side: SideStore | None, out: Path) -> tuple[pa.Table, dict[str, Any]]:
         assert side is not None
         tables = [t for _, t in reduced.partitions() if t.num_rows]
-        u = np.concatenate([t["u"].to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
-        v = np.concatenate([t["v"].to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
+        pairs = np.unique(np.stack([np.concatenate([t[c].to_numpy() for t in tables]) for c in ("u", "v")], axis=1),
+                          axis=0) if tables else np.zeros((0, 2), np.int64)
+        candidates = len(pairs)  # a pair found in several bands is verified once
+        if self.params.verify and candidates:
+            pairs = pairs[self._verify(pairs, side)]
+        u, v = pairs[:, 0], pairs[:, 1]
         n = len(side)
         n_own = int(side.offsets[len(side.tables) - len(self._references())])
         labels = lsh.connected_components(n, u, v)
@@ -254,6 +254,8 @@ class MinhashDedup(GlobalStep):
         stats = {"documents": n_own, "reference_documents": n - n_own, "bands": self.bands, "rows": self.rows,
                  "banding": banding,
                  "threshold": self.params.threshold, "num_perm": self.params.num_perm, "ngram": self.params.ngram,
+                 "candidate_pairs": candidates, "verified_pairs": int(len(u)),
+                 "rejected_pairs": candidates - int(len(u)) if self.params.verify else 0,
                  "edges": int(len(u)), "clusters": int(len(np.unique(lab))),
                  "documents_in_clusters": int(len(members)), "removed": int(removed.sum()),
                  "removed_as_reference_duplicates": int((removed & against_ref).sum())}
@@ -283,30 +285,50 @@ class MinhashDedup(GlobalStep):
         (d / "params.json").write_text(json.dumps({**self.index_params(), "documents": row}, indent=2) + "\n")
 
     def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:
-        dec = decisions.for_unit(batch["_unit"][0].as_py())
-        n = batch.num_rows
-        if dec.num_rows == 0:
-            batch = batch.append_column("dup_cluster", pa.nulls(n, pa.string()))
-            batch = batch.append_column("dup_count", pa.array(np.ones(n, np.int32)))
-            return batch, pa.nulls(n, pa.string())
-        idx = pc.index_in(batch["_pos"], value_set=dec["_pos"])
-        batch = batch.append_column("dup_cluster", pc.take(dec["dup_cluster"], idx))
-        batch = batch.append_column("dup_count", pc.fill_null(pc.take(dec["dup_count"], idx), 1))
-        return batch, pc.take(dec["reason"], idx)
+        cols = decisions.lookup(batch, {"dup_cluster": pa.string(), "dup_count": pa.int32(), "reason": pa.string()})
+        batch = batch.append_column("dup_cluster", cols["dup_cluster"])
+        batch = batch.append_column("dup_count", pc.fill_null(cols["dup_count"], 1))
+        return batch, cols["reason"]
 
 
-class _Shingles:
-    """Rows of a memory-mapped list column, chunk by chunk: nothing is copied into memory."""
+class _ShingleSets:
+    """The sorted shingle sets of the side store's documents, gathered from the memory-mapped list columns chunk by
+    chunk: only the requested sets are copied."""
 
-    def __init__(self, column: pa.ChunkedArray) -> None:
-        self.chunks = [(c.offsets.to_numpy(), c.values.to_numpy()) for c in column.chunks]
-        self.starts = np.cumsum([0] + [len(c) for c in column.chunks])
+    def __init__(self, side: SideStore) -> None:
+        self.chunks = [(c.offsets.to_numpy().astype(np.int64), c.values.to_numpy())
+                       for t in side.tables for c in t["shingles"].chunks]
+        self.starts = np.cumsum([0] + [len(off) - 1 for off, _ in self.chunks])
 
-    def row(self, i: int) -> np.ndarray:
-        k = int(np.searchsorted(self.starts, i, side="right") - 1)
-        off, vals = self.chunks[k]
-        j = i - self.starts[k]
-        return vals[off[j]:off[j + 1]]
+    def _where(self, gidx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chunk, first value and length of each document's set."""
+        chunk = np.searchsorted(self.starts, gidx, side="right") - 1
+        begin = np.empty(len(gidx), dtype=np.int64)
+        length = np.empty(len(gidx), dtype=np.int64)
+        for c, sel in _groups(chunk):
+            off = self.chunks[c][0]
+            j = gidx[sel] - self.starts[c]
+            begin[sel], length[sel] = off[j], off[j + 1] - off[j]
+        return chunk, begin, length
+
+    def lengths(self, gidx: np.ndarray) -> np.ndarray:
+        return self._where(gidx)[2]
+
+    def gather(self, gidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sets of ``gidx``, concatenated in that order, and their lengths."""
+        chunk, begin, length = self._where(gidx)
+        out = np.empty(int(length.sum()), dtype=np.uint32)
+        dest = np.cumsum(length) - length
+        for c, sel in _groups(chunk):
+            out[lsh.ranges(dest[sel], length[sel])] = self.chunks[c][1][lsh.ranges(begin[sel], length[sel])]
+        return out, length
+
+
+def _groups(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(label, indices) for each distinct label."""
+    order = np.argsort(labels, kind="stable")
+    values, starts = np.unique(labels[order], return_index=True)
+    return [(int(v), idx) for v, idx in zip(values, np.split(order, starts[1:]))]
 
 
 def _bucket_pairs(members: np.ndarray, starts: np.ndarray, max_all: int) -> np.ndarray:

@@ -156,8 +156,6 @@ class Perplexity(GlobalStep):
         return bucket, reason
 
     def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:
-        dec = decisions.for_unit(batch["_unit"][0].as_py())
-        idx = pc.index_in(batch["_pos"], value_set=dec["_pos"])
-        batch = batch.append_column("ppl", pc.take(dec["ppl"], idx))
-        batch = batch.append_column("ppl_bucket", pc.take(dec["ppl_bucket"], idx))
-        return batch, pc.take(dec["reason"], idx)
+        cols = decisions.lookup(batch, {"ppl": pa.float64(), "ppl_bucket": pa.string(), "reason": pa.string()})
+        batch = batch.append_column("ppl", cols["ppl"]).append_column("ppl_bucket", cols["ppl_bucket"])
+        return batch, cols["reason"]
