@@ -88,6 +88,16 @@ def test_batch_signals_equal_single_document_signals() -> None:
                 assert a == pytest.approx(b, nan_ok=True), (col, i)
 
 
+def test_repetition_computed_in_chunks_of_documents_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    from curate.steps import quality
+
+    texts = [PROSE, PROSE + " " + PROSE, "a b c a b c a b c\n\nx\n\nx", "", "word", PROSE * 3]
+    whole = _run(texts)[0]
+    monkeypatch.setattr(quality, "REPETITION_CHUNK_WORDS", 40)  # smaller than most documents
+    chunked = _run(texts)[0]
+    assert chunked.equals(whole)
+
+
 def test_repetition_is_skipped_over_max_words_but_the_document_is_removed() -> None:
     batch, why = _run([" ".join(["word"] * 200)], max_words=100)
     assert why == ["too_many_words"] and batch["q_dup_5gram_ratio"][0].as_py() is None

@@ -169,6 +169,29 @@ def repetition(word_ids: np.ndarray, word_len: np.ndarray, offsets: np.ndarray, 
     return out
 
 
+REPETITION_CHUNK_WORDS = 1 << 18
+"""words per call of :func:`repetition`: its ~15 word-sized arrays stay near 32 MB whatever the batch size"""
+
+
+def _repetition_in_chunks(word_ids: np.ndarray, word_len: np.ndarray, offsets: np.ndarray,
+                          skip: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`repetition` over runs of whole documents of about ``REPETITION_CHUNK_WORDS`` words (the same values:
+    every signal is per document)."""
+    n_docs = len(offsets) - 1
+    cuts = [0]
+    while cuts[-1] < n_docs:
+        target = offsets[cuts[-1]] + REPETITION_CHUNK_WORDS
+        cuts.append(max(cuts[-1] + 1, min(n_docs, int(np.searchsorted(offsets, target, side="right")) - 1)))
+    parts = []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        w_lo, w_hi = offsets[lo], offsets[hi]
+        parts.append(repetition(word_ids[w_lo:w_hi], word_len[w_lo:w_hi], offsets[lo:hi + 1] - w_lo, skip[lo:hi],
+                                sorted(TOP_NGRAMS), sorted(DUP_NGRAMS)))
+    if not parts:
+        return repetition(word_ids, word_len, offsets, skip, sorted(TOP_NGRAMS), sorted(DUP_NGRAMS))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 class Quality(MapStep):
     name = "quality"
     Params = QualityParams
@@ -222,7 +245,7 @@ class Quality(MapStep):
         paras = pc.split_pattern(text, "\n\n")
         rep["q_dup_paras_ratio"], rep["q_dup_para_chars_ratio"] = dup_fractions(paras, n, skip)
         word_ids = pc.dictionary_encode(words).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        rep.update(repetition(word_ids, word_len, w_off, skip, sorted(TOP_NGRAMS), sorted(DUP_NGRAMS)))
+        rep.update(_repetition_in_chunks(word_ids, word_len, w_off, skip))
         cols.update(rep)
         for name, values in cols.items():
             arr = pa.array(values.astype(_COLUMNS[name].to_pandas_dtype()), type=_COLUMNS[name], from_pandas=True)
