@@ -51,31 +51,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import re
-import resource
-import shlex
 import shutil
-import subprocess
 import sys
-import tarfile
-import threading
 import time
-import zipfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
+from report import ROOT, SHARED, WORK, command_line, git_commit, markdown, print_and_record
+from source_texts import (BOILERPLATE, PARAGRAPH_BREAK, SENTENCE_END, book_texts, c4_texts, chunk_paragraphs,
+                          dragnet_pages, python_sources, vocabulary, wikitext_articles)
+
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-WORK = ROOT / "benchmarks" / ".work"
-SHARED = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BUILDER_VERSION = 1
 THRESHOLD = 0.8
 NGRAM = 5
@@ -85,17 +77,7 @@ TRUTH_LSH_SEED = 7
 MIN_WORDS = 100
 SUB_RATES = {"sub01": 0.01, "sub03": 0.03, "sub05": 0.05, "sub10": 0.10, "sub20": 0.20}
 KINDS = [*SUB_RATES, "boilerplate", "trunc90", "trunc70", "shuffle_paragraphs", "shuffle_lines"]
-BOILERPLATE = [
-    "Cookie policy | Terms of use | Privacy", "Share this article on Facebook", "Share on Twitter",
-    "Subscribe to our newsletter", "Skip to main content", "Home | About us | Contact", "All rights reserved.",
-    "Copyright © 2012 All rights reserved.", "Click here to read more", "Related posts:", "Leave a comment",
-    "This site uses cookies to improve your experience. By continuing you accept our use of cookies.",
-    "Sign in | Register", "Back to top", "Print this page | Email this page", "Advertisement",
-]
 _TOKEN = re.compile(r"\S+")
-_WORD = re.compile(r"[A-Za-z]{3,12}")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_PARAGRAPH = re.compile(r"\n\s*\n")
 
 
 @dataclass(frozen=True)
@@ -115,81 +97,28 @@ class Doc:
 
 # ---------------------------------------------------------------------------------------------------- base documents
 
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
-
-
 def load_c4(shared: Path) -> list[BaseDoc]:
-    with open(shared / "corpus/web/c4_demo.jsonl", "rb") as f:
-        return [BaseDoc("c4", json.loads(line)["text"]) for line in f if line.strip()]
+    return [BaseDoc("c4", text) for _, text in c4_texts(shared)]
 
 
 def load_dragnet(shared: Path) -> list[BaseDoc]:
-    docs = []
-    with tarfile.open(shared / "corpus/web/dragnet_Corrected.tar.gz") as tar:
-        for m in sorted(tar.getmembers(), key=lambda m: m.name):
-            if m.isfile() and m.name.endswith(".corrected.txt"):
-                docs.append(BaseDoc("dragnet", _decode(tar.extractfile(m).read())))  # type: ignore[union-attr]
-    return docs
-
-
-def wikitext_articles(path: Path) -> Iterator[str]:
-    """WikiText-2 cut into articles at top-level `` = Title = `` headings."""
-    lines: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith(" = ") and not line.startswith(" = = ") and lines:
-            yield "\n".join(lines).strip("\n")
-            lines = []
-        lines.append(line)
-    if lines:
-        yield "\n".join(lines).strip("\n")
+    return [BaseDoc("dragnet", text) for _, text in dragnet_pages(shared)]
 
 
 def load_wikitext(shared: Path) -> list[BaseDoc]:
+    """WikiText-2 valid and test articles."""
     return [BaseDoc("wikitext2", a) for name in ("wikitext2_valid", "wikitext2_test")
-            for a in wikitext_articles(shared / f"corpus/wiki/{name}.txt")]
-
-
-def chunk_paragraphs(text: str, rng: random.Random, low: int = 3_000, high: int = 10_000) -> list[str]:
-    """Cut ``text`` at blank lines into chunks of about ``low``-``high`` characters."""
-    chunks, current, size, target = [], [], 0, rng.randint(low, high)
-    for para in _PARAGRAPH.split(text):
-        if not para.strip():
-            continue
-        current.append(para)
-        size += len(para) + 2
-        if size >= target:
-            chunks.append("\n\n".join(current))
-            current, size, target = [], 0, rng.randint(low, high)
-    if current:
-        chunks.append("\n\n".join(current))
-    return chunks
-
-
-def _strip_gutenberg(text: str) -> str:
-    start = re.search(r"^\*\*\* ?START OF.*$", text, re.M | re.I)
-    end = re.search(r"^\*\*\* ?END OF.*$", text, re.M | re.I)
-    return text[start.end() if start else 0: end.start() if end else len(text)].strip()
+            for _, a in wikitext_articles(shared / f"corpus/wiki/{name}.txt")]
 
 
 def load_books(shared: Path, seed: int) -> list[BaseDoc]:
+    """The books cut at blank lines into chunks of ~3-10 KB."""
     rng = random.Random(f"{seed}/books")
-    texts = []
-    for z in sorted((shared / "corpus/books/gutenberg").glob("*/*.zip")):
-        with zipfile.ZipFile(z) as zf:
-            texts += [_strip_gutenberg(_decode(zf.read(n)).lstrip("\ufeff").replace("\r\n", "\n"))
-                      for n in sorted(zf.namelist()) if n.endswith(".txt")]
-    texts.append((shared / "corpus/books/tinyshakespeare.txt").read_text(encoding="utf-8"))
-    return [BaseDoc("books", c) for t in texts for c in chunk_paragraphs(t, rng)]
+    return [BaseDoc("books", c) for _, t in book_texts(shared) for c in chunk_paragraphs(t, rng, 3_000, 10_000)]
 
 
 def load_code(shared: Path) -> list[BaseDoc]:
-    with tarfile.open(shared / "corpus/code/TheAlgorithms-Python-py.tar.gz") as tar:
-        return [BaseDoc("code", _decode(tar.extractfile(m).read()))  # type: ignore[union-attr]
-                for m in sorted(tar.getmembers(), key=lambda m: m.name) if m.isfile() and m.name.endswith(".py")]
+    return [BaseDoc("code", src) for _, src in python_sources(shared)]
 
 
 def load_fillers(shared: Path) -> list[BaseDoc]:
@@ -212,17 +141,6 @@ def load_bases(shared: Path, seed: int) -> tuple[list[BaseDoc], list[BaseDoc]]:
         random.Random(f"{seed}/bases/{k}").shuffle(docs)
         out.append(docs)
     return out[0], out[1]
-
-
-def vocabulary(docs: Iterable[BaseDoc], limit: int = 50_000) -> list[str]:
-    """Distinct words (3-12 letters) of the base documents: what substituted words are drawn from."""
-    seen: dict[str, None] = {}
-    for d in docs:
-        for w in _WORD.findall(d.text):
-            seen.setdefault(w, None)
-            if len(seen) >= limit:
-                return list(seen)
-    return list(seen)
 
 
 # ---------------------------------------------------------------------------------------------------- variants
@@ -254,13 +172,13 @@ def _shuffle_units(units: list[str], sep: str, rng: random.Random) -> str:
 def shuffle(text: str, unit: str, rng: random.Random) -> tuple[str, str]:
     """Shuffle paragraphs (or lines); falls back to lines, then sentences, when there are fewer than 3.
     Returns (text, what was shuffled)."""
-    paras = [p for p in _PARAGRAPH.split(text.strip()) if p.strip()]
+    paras = [p for p in PARAGRAPH_BREAK.split(text.strip()) if p.strip()]
     if unit == "paragraphs" and len(paras) >= 3:
         return _shuffle_units(paras, "\n\n", rng), "shuffle_paragraphs"
     lines = [ln for ln in text.strip().split("\n") if ln.strip()]
     if len(lines) >= 3:
         return _shuffle_units(lines, "\n", rng), "shuffle_lines"
-    sentences = _SENTENCE_END.split(text.strip())
+    sentences = SENTENCE_END.split(text.strip())
     if len(sentences) >= 3:
         return _shuffle_units(sentences, " ", rng), "shuffle_sentences"
     return text, "unchanged"
@@ -430,7 +348,7 @@ class Corpus:
 def generate(target: int, seed: int, shared: Path = SHARED) -> list[Doc]:
     """Families of base documents and variants until ``target`` documents, in a seeded random order, ids set."""
     named, fillers = load_bases(shared, seed)
-    vocab = vocabulary(named)
+    vocab = vocabulary(d.text for d in named)
     rng = random.Random(f"{seed}/families")
     docs: list[Doc] = []
     for family, base in enumerate(named + fillers):
@@ -616,145 +534,6 @@ def run_datasketch(corpus: Corpus) -> ToolResult:
 
 # ---------------------------------------------------------------------------------------------------- reporting
 
-def machine() -> dict[str, str]:
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")), platform.processor() or "unknown")
-    mem_kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
-                   if ln.startswith("MemTotal"))
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
-    return {"nproc": nproc, "ram": f"{mem_kib / 2**20:.1f} GiB", "cpu": model, "python": platform.python_version()}
-
-
-def git_commit() -> str:
-    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return r.stdout.strip() or "unknown"
-
-
-def markdown(head: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> str:
-    align = align or "l" + "r" * (len(head) - 1)
-    sep = "|" + "|".join("---" if a == "l" else "--:" for a in align) + "|"
-    return "\n".join(["| " + " | ".join(head) + " |", sep] + ["| " + " | ".join(str(x) for x in r) + " |" for r in rows])
-
-
-def command_line() -> str:
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
-
-
-def append_results(title: str, command: str, commit: str, body: str, path: Path = RESULTS) -> None:
-    """Append one entry (heading, command, machine, date, commit, body) to RESULTS.md; never rewrites it."""
-    m = machine()
-    end = git_commit()
-    entry = "\n".join([
-        f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {title}", "",
-        f"- command: `{command}`",
-        f"- machine: nproc {m['nproc']}, RAM {m['ram']}, CPU {m['cpu']}, Python {m['python']}",
-        f"- commit: {commit}" + (f" at the start, {end} at the end (the tree changed during the run)"
-                                 if end != commit else ""), "", body.strip(), "", ""])
-    if not path.exists():
-        path.write_text("# Benchmark results\n\n")
-    with open(path, "a", encoding="utf-8") as f:
-        text = path.read_text(encoding="utf-8")
-        f.write(("" if text.endswith("\n\n") else "\n" if text.endswith("\n") else "\n\n") + entry)
-
-
-PIPELINE = "benchmarks/pipeline.py"
-OTHERS_MAX_CORES = 0.15
-"""a timed run during which other processes used more than this many cores on average is repeated"""
-
-
-def busy_cpu_seconds() -> float:
-    """CPU seconds spent by the whole machine (all processes, all cores) since boot, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds of this process (all threads) and of its waited-for descendants."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def others_cores(seconds: float = 3.0) -> float:
-    """Average number of cores that processes other than this one used over the next ``seconds``."""
-    b0, o0, t0 = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
-    time.sleep(seconds)
-    return max(0.0, (busy_cpu_seconds() - b0) - (own_cpu_seconds() - o0)) / (time.perf_counter() - t0)
-
-
-def pipeline_running(pattern: str = PIPELINE) -> bool:
-    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
-
-
-def wait_for_idle(every: float = 30.0, max_wait: float = 1800.0) -> None:
-    """Wait until no ``benchmarks/pipeline.py`` runs and the other processes of the machine use less than
-    ``OTHERS_MAX_CORES`` cores (polling every ``every`` seconds; after ``max_wait`` seconds, go on anyway)."""
-    t0 = time.perf_counter()
-    announced = False
-    while time.perf_counter() - t0 < max_wait:
-        if not pipeline_running():
-            load = others_cores()
-            if load < OTHERS_MAX_CORES:
-                return
-            why = f"other processes use {load:.2f} cores"
-        else:
-            why = f"{PIPELINE} runs"
-        if not announced:
-            print(f"  waiting: {why} (polling every {every:.0f} s) ...", flush=True)
-            announced = True
-        time.sleep(every)
-    print(f"  still busy after {max_wait:.0f} s: timing anyway", flush=True)
-
-
-class ContentionWatch:
-    """Measures what a ``with`` block shared the machine with: whether ``benchmarks/pipeline.py`` ran at any time
-    (polled every ``every`` seconds) and how many cores other processes used on average (machine-wide busy CPU time
-    from /proc/stat minus this process's and its waited-for children's)."""
-
-    def __init__(self, every: float = 2.0) -> None:
-        self.every = every
-        self.pipeline_seen = False
-        self.others_cores = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    @property
-    def seen(self) -> bool:
-        return self.pipeline_seen or self.others_cores > OTHERS_MAX_CORES
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.pipeline_seen |= pipeline_running()
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "ContentionWatch":
-        self._b0, self._o0, self._t0 = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.pipeline_seen |= pipeline_running()
-        other = (busy_cpu_seconds() - self._b0) - (own_cpu_seconds() - self._o0)
-        self.others_cores = max(0.0, other) / max(1e-9, time.perf_counter() - self._t0)
-
-
-def timed_alone(fn: Callable[[], Any], tries: int = 4) -> tuple[Any, bool]:
-    """``fn()`` run on an otherwise idle machine, repeated (up to ``tries`` times) while something else ran during
-    it. Returns (result, whether the last try still shared the machine)."""
-    result: Any = None
-    for _ in range(tries):
-        wait_for_idle()
-        with ContentionWatch() as watch:
-            result = fn()
-        if not watch.seen:
-            return result, False
-        print(f"  the machine was shared meanwhile ({PIPELINE} seen: {watch.pipeline_seen}, other processes "
-              f"{watch.others_cores:.2f} cores): timing again", flush=True)
-    return result, True
-
-
 def corpus_table(corpus: Corpus) -> str:
     c = corpus.counts
     src = ", ".join(f"{k} {v:,}" for k, v in sorted(c["bases_by_source"].items()))
@@ -762,7 +541,7 @@ def corpus_table(corpus: Corpus) -> str:
                      "expected removals", "cross-family duplicate pairs", "bases by source"],
                     [[f"{c['documents']:,}", c["mb"], f"{c['families']:,}", f"{sum(c['variants_by_kind'].values()):,}",
                       f"{c['true_components_gt1']:,}", f"{c['expected_removals']:,}",
-                      f"{c['cross_family_duplicate_pairs']:,}", src]], "rrrrrrrl")
+                      f"{c['cross_family_duplicate_pairs']:,}", src]], "rrrrrrr-")
 
 
 def kind_table(labels: list[dict[str, Any]]) -> str:
@@ -776,7 +555,7 @@ def kind_table(labels: list[dict[str, Any]]) -> str:
         js = sorted(by[k])
         rows.append([k, f"{len(js):,}", f"{js[0]:.3f}", f"{js[len(js) // 2]:.3f}", f"{js[-1]:.3f}",
                      f"{sum(j >= THRESHOLD for j in js) / len(js):.0%}"])
-    return markdown(["variant kind", "count", "min J to base", "median J", "max J", "J >= 0.8"], rows)
+    return markdown(["variant kind", "count", "min J to base", "median J", "max J", "J >= 0.8"], rows, "-r")
 
 
 def score_table(results: list[ToolResult], component: dict[str, str]) -> str:
@@ -784,14 +563,13 @@ def score_table(results: list[ToolResult], component: dict[str, str]) -> str:
     for r in results:
         s = score(r.removed, component)
         comb = r.stats.get("combine", {})
-        red = r.stats.get("reduce", {})
-        cand = red.get("candidate_pairs")
+        cand = comb.get("candidate_pairs")
         rows.append([r.name, r.config, f"{s.removed:,}", f"{s.expected:,}", f"{s.tp:,}", f"{s.fp:,}", f"{s.fn:,}",
                      f"{s.precision:.4f}", f"{s.recall:.4f}", f"**{s.f1:.4f}**",
                      f"{cand:,}" if cand is not None else "-",
                      f"{comb['bands']}x{comb['rows']}" if "bands" in comb else "-", f"{r.seconds:.1f}"])
     return markdown(["tool", "config", "removed", "expected", "TP", "FP", "FN", "precision", "recall", "F1",
-                     "candidate pairs", "bands x rows", "seconds (not a benchmark)"], rows, "llrrrrrrrrrrr")
+                     "candidate pairs", "bands x rows", "seconds (not a benchmark)"], rows, "--r")
 
 
 J_BINS = [(0.0, 0.5), (0.5, 0.7), (0.7, 0.75), (0.75, 0.8), (0.8, 0.85), (0.85, 0.9), (0.9, 1.0), (1.0, 1.01)]
@@ -811,7 +589,7 @@ def curve_table(results: list[ToolResult], labels: list[dict[str, Any]]) -> str:
             same = sum(1 for v, b in inside if res.cluster.get(v, v) == res.cluster.get(b, b))
             cells.append(f"{same / len(inside):.1%}")
         rows.append([f"[{lo:.2f}, {min(hi, 1.0):.2f}{']' if hi > 1 else ')'}", f"{len(inside):,}", *cells])
-    return markdown(["exact J of variant to base", "pairs", *[r.name for r in results]], rows)
+    return markdown(["exact J of variant to base", "pairs", *[r.name for r in results]], rows, "-r")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -829,7 +607,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    command, commit = command_line(), git_commit()
+    command, commit = command_line("python"), git_commit()
     print(f"building the labelled corpus ({args.docs:,} documents, seed {args.seed}) ...", flush=True)
     corpus = build(args.docs, args.seed)
     labels = read_labels(corpus.labels)
@@ -852,10 +630,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Removals at threshold {THRESHOLD} (ours: `curate run` with only `minhash_dedup`, {args.workers} workers):",
         score_table(results, component),
         "Share of (variant, base) pairs put in the same cluster, by exact Jaccard:", curve_table(results, labels)])
-    print("\n" + body)
-    if not args.no_record:
-        append_results("minhash_dedup accuracy on a labelled near-duplicate corpus", command, commit, body)
-        print(f"\nappended to {RESULTS.relative_to(ROOT)}")
+    print_and_record("minhash_dedup accuracy on a labelled near-duplicate corpus", command, commit, body,
+                     not args.no_record)
     return 0
 
 

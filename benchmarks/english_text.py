@@ -21,7 +21,6 @@ import json
 import re
 import tarfile
 import zipfile
-from pathlib import Path
 
 import xxhash
 

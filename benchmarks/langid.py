@@ -50,8 +50,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import (ROOT, SHARED, WORK, append_results, command_line,  # noqa: E402
-                    git_commit, header, markdown, timed_when_quiet)
+from contention import timed_when_quiet  # noqa: E402
+from report import (ROOT, SHARED, WORK, add_no_record_no_wait, append_results, command_line,  # noqa: E402
+                    git_commit, header, markdown)
 
 UDHR = SHARED / "langid" / "udhr2.zip"
 BATCH = 1000
@@ -281,9 +282,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3, help="timing rounds; the best is reported (default 3)")
     ap.add_argument("--worst", type=int, default=15, help="files shown with the lowest step accuracy")
-    ap.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
-    ap.add_argument("--no-wait", action="store_true",
-                    help="time at once, even while other benchmarks run (smoke runs; implies --no-record)")
+    add_no_record_no_wait(ap)
     return ap.parse_args(argv)
 
 

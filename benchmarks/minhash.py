@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pstats
 import random
 import re
@@ -50,13 +49,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dedup_data as dd  # noqa: E402
+from contention import timed_alone  # noqa: E402
+from report import ROOT, WORK as BENCH_WORK, command_line, git_commit, markdown, print_and_record  # noqa: E402
+from source_texts import vocabulary  # noqa: E402
 
-WORK = dd.WORK / "minhash"
-DT_VENV = dd.WORK / "venv-datatrove"
+WORK = BENCH_WORK / "minhash"
+DT_VENV = BENCH_WORK / "venv-datatrove"
 DT_PACKAGES = ["datatrove==0.10.1", "spacy==3.8.18", "regex", "tokenizers", "orjson", "nltk", "xxhash<4"]
 """datatrove's MinHash blocks import spaCy (English word tokenizer), regex, tokenizers, orjson; its xxhash helper
 needs xxhash < 4 (4.x no longer hashes str)"""
@@ -90,7 +91,7 @@ def expand(corpus: dd.Corpus, target: int, seed: int) -> Path:
     if done.exists():
         return path
     docs = list(dd.read_docs(corpus.data))
-    vocab = dd.vocabulary(dd.BaseDoc("", d["text"]) for d in docs)
+    vocab = vocabulary(d["text"] for d in docs)
     rng = random.Random(f"{seed}/expand")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -132,10 +133,12 @@ def time_ours(data: Path, out: Path, profile: Path | None) -> ToolRun:
         prof.dump_stats(profile)
     stats = json.loads((out / "stats" / "minhash_dedup.json").read_text())
     removed = next(f["removed"] for f in manifest["funnel"] if f["step"] == "minhash_dedup")
-    return ToolRun("ours end-to-end", "minhash_dedup defaults (oph, verify, 9x13 bands of 128, keep first), "
-                   "workers 1, zstd Parquet out", manifest["accounting"]["read"], seconds, removed,
-                   extra={"candidate_pairs": stats["reduce"].get("candidate_pairs"),
-                          "verified_pairs": stats["reduce"].get("verified_pairs")})
+    comb = stats["combine"]
+    return ToolRun("ours end-to-end", f"minhash_dedup defaults (oph, verify, {comb['bands']}x{comb['rows']} bands of "
+                   f"{comb['num_perm']}, keep first), workers 1, zstd Parquet out", manifest["accounting"]["read"],
+                   seconds, removed, extra={"bucket_pairs": stats["reduce"].get("bucket_pairs"),
+                                            "candidate_pairs": comb.get("candidate_pairs"),
+                                            "verified_pairs": comb.get("verified_pairs")})
 
 
 def time_signatures(data: Path, batch: int = 1_000) -> list[ToolRun]:
@@ -275,7 +278,7 @@ def time_datatrove(data: Path, work: Path) -> ToolRun:
 
 def run_tool(tool: str, data: Path, profile: Path | None) -> list[ToolRun]:
     """One tool timed when no other benchmark runs (again if one started meanwhile)."""
-    runs, shared = dd.timed_alone(lambda: _run_tool(tool, data, profile))
+    runs, shared = timed_alone(lambda: _run_tool(tool, data, profile))
     for r in runs:
         r.extra["shared_machine"] = shared
     return runs
@@ -318,8 +321,7 @@ def speed_table(runs: list[ToolRun]) -> str:
         flag = " (another benchmark ran meanwhile)" if r.extra.get("shared_machine") else ""
         rows.append([r.tool + flag, r.config, f"{r.docs:,}", f"{r.seconds:.1f}", f"**{r.docs_per_s:,.0f}**",
                      f"{r.removed:,}" if r.removed is not None else "-", f"{r.wall:.1f}"])
-    return dd.markdown(["tool", "config", "docs", "seconds", "docs/s", "removed", "subprocess wall s"], rows,
-                       "llrrrrr")
+    return markdown(["tool", "config", "docs", "seconds", "docs/s", "removed", "subprocess wall s"], rows, "--r")
 
 
 def ratios(runs: list[ToolRun]) -> str:
@@ -350,9 +352,9 @@ def profile_table(path: Path, top: int = 20) -> str:
                   if "curate" in k[0] and not k[0].endswith("run.py")), key=lambda kv: -kv[1][3])[:12]
     rows2 = [[f"`{'/'.join(Path(f).parts[-2:])}:{ln} {n}`", f"{v[1]:,}", f"{v[2]:.2f}", f"{v[3]:.2f}"]
              for (f, ln, n), v in cum]
-    return (f"Top {top} functions by own time:\n\n" + dd.markdown(["function", "calls", "own s", "cum s"], rows)
+    return (f"Top {top} functions by own time:\n\n" + markdown(["function", "calls", "own s", "cum s"], rows, "-r")
             + "\n\nProject functions by cumulative time:\n\n"
-            + dd.markdown(["function", "calls", "own s", "cum s"], rows2))
+            + markdown(["function", "calls", "own s", "cum s"], rows2, "-r"))
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -380,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         one(args.one, args.data, args.result, args.profile_out if args.one == "ours" else None)
         return 0
-    command, commit = dd.command_line(), dd.git_commit()
+    command, commit = command_line("python"), git_commit()
     corpus = dd.build(args.base_docs, args.seed)
     data = expand(corpus, args.docs, args.seed)
     n, mb = count_lines(data), data.stat().st_size / 1e6
@@ -410,16 +412,14 @@ def main(argv: list[str] | None = None) -> int:
                      + ", ".join(f"{s:.1f} s" for s in dt[0].extra["stages"]) + ".")
     ours = [r for r in runs if r.tool == "ours end-to-end"]
     if ours:
-        parts.append(f"ours: {ours[0].extra['candidate_pairs']:,} candidate pairs, "
-                     f"{ours[0].extra['verified_pairs']:,} verified.")
+        parts.append(f"ours: {ours[0].extra['bucket_pairs']:,} pairs from band buckets, "
+                     f"{ours[0].extra['candidate_pairs']:,} unique candidate pairs verified, "
+                     f"{ours[0].extra['verified_pairs']:,} at or above the threshold.")
     if prof is not None and prof.exists():
         parts.append("cProfile of ours end-to-end (a separate, untimed run; profiler overhead included):\n\n"
                      + profile_table(prof))
-    body = "\n\n".join(parts)
-    print("\n" + body)
-    if not args.no_record:
-        dd.append_results("minhash_dedup speed vs datasketch and datatrove", command, commit, body)
-        print(f"\nappended to {dd.RESULTS.relative_to(ROOT)}")
+    print_and_record("minhash_dedup speed vs datasketch and datatrove", command, commit, "\n\n".join(parts),
+                     not args.no_record)
     return 0
 
 

@@ -52,12 +52,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dedup_data as dd  # noqa: E402
+from contention import timed_alone, wait_for_idle  # noqa: E402
+from report import (ROOT, SHARED, WORK as BENCH_WORK, command_line, git_commit, markdown,  # noqa: E402
+                    print_and_record)
+from source_texts import vocabulary  # noqa: E402
 
-WORK = dd.WORK / "scale"
+WORK = BENCH_WORK / "scale"
 CHUNK_DOCS = 25_000
 SAMPLE_EVERY = 0.2
 MIB = 2**20
@@ -99,9 +102,10 @@ def code_line_pool(docs: Sequence[dd.BaseDoc]) -> list[str]:
 
 
 def load_pools(seed: int) -> Pools:
-    named, fillers = dd.load_bases(dd.SHARED, seed)
+    named, fillers = dd.load_bases(SHARED, seed)
     prose = [d for d in named + fillers if d.source != "code"]
-    return Pools(sentence_pool(prose), code_line_pool([d for d in named if d.source == "code"]), dd.vocabulary(named))
+    return Pools(sentence_pool(prose), code_line_pool([d for d in named if d.source == "code"]),
+                 vocabulary(d.text for d in named))
 
 
 # ---------------------------------------------------------------------------------------------------- documents
@@ -435,15 +439,15 @@ def corpus_table(chunks: list[ChunkInfo], sizes: list[int]) -> str:
         rows.append([f"{size:,}", f"{sum(c.docs for c in cs):,}", f"{sum(c.mb for c in cs):,.0f}", len(cs),
                      f"{sum(c.families for c in cs):,}", f"{sum(var.values()):,}",
                      f"{sum(c.components_gt1 for c in cs):,}", f"{sum(c.expected_removals for c in cs):,}"])
-    return dd.markdown(["size", "documents", "MB", "files", "families (unique bases)", "variants",
-                        "true clusters (size > 1)", "expected removals"], rows)
+    return markdown(["size", "documents", "MB", "files", "families (unique bases)", "variants",
+                     "true clusters (size > 1)", "expected removals"], rows, "-r")
 
 
 def results_table(runs: list[ScaleRun]) -> str:
     rows = []
     for r in runs:
         s = dd.Score(r.removed, r.expected, r.tp, r.fp)
-        red = r.stats.get("reduce", {})
+        comb = r.stats.get("combine", {})
         rows.append([f"{r.size:,}" + (" (shared machine)" if r.shared_machine else ""), f"{r.docs:,}",
                      f"{r.mb:,.0f}", r.workers, f"{r.seconds:,.0f}",
                      f"{r.docs / r.seconds:,.0f}", f"{r.cpu_seconds:,.0f}",
@@ -451,10 +455,10 @@ def results_table(runs: list[ScaleRun]) -> str:
                      f"{r.peak_anon_tree / MIB:,.0f}",
                      f"{r.max_process_rss / MIB:,.0f}", f"{r.removed:,}", f"{r.expected:,}", f"{s.fp:,}",
                      f"{s.fn:,}", f"{s.precision:.4f}", f"{s.recall:.4f}", f"{s.f1:.4f}",
-                     f"{red.get('candidate_pairs', 0):,}"])
-    return dd.markdown(["size", "docs", "MB", "workers", "wall s", "docs/s", "CPU s", "peak RSS MiB, tree sum",
-                        "at s", "peak PSS MiB, tree sum", "peak anonymous MiB, tree sum", "largest process peak RSS MiB", "removed",
-                        "expected (truth)", "FP", "FN", "precision", "recall", "F1", "candidate pairs"], rows)
+                     f"{comb.get('candidate_pairs', 0):,}"])
+    return markdown(["size", "docs", "MB", "workers", "wall s", "docs/s", "CPU s", "peak RSS MiB, tree sum",
+                     "at s", "peak PSS MiB, tree sum", "peak anonymous MiB, tree sum", "largest process peak RSS MiB", "removed",
+                     "expected (truth)", "FP", "FN", "precision", "recall", "F1", "candidate pairs"], rows, "-r")
 
 
 def timeline_table(runs: list[ScaleRun]) -> str:
@@ -474,7 +478,7 @@ def phase_table(runs: list[ScaleRun]) -> str:
                                        f"{by[n]['peak_pss_tree'] / MIB:,.0f} / {by[n]['peak_anon_tree'] / MIB:,.0f}"
                                        if n in by else "-" for n in names])
     label = {"read": "map: read + keys", "minhash_dedup": "map: apply + write kept"}
-    return dd.markdown(["size", *[f"{label.get(n, n)} (s / peak RSS / PSS / anon MiB)" for n in names]], rows)
+    return markdown(["size", *[f"{label.get(n, n)} (s / peak RSS / PSS / anon MiB)" for n in names]], rows, "-r")
 
 
 def verdict(runs: list[ScaleRun]) -> str:
@@ -523,14 +527,14 @@ def main(argv: list[str] | None = None) -> int:
         child_run(args.recipe, args.out, args.workers, args.result)
         return 0
     sizes = sorted(int(x) for x in args.sizes.split(","))
-    command, commit = dd.command_line(), dd.git_commit()
-    dd.wait_for_idle()
+    command, commit = command_line("python"), git_commit()
+    wait_for_idle()
     chunk_dir, chunks = build_chunks(n_chunks_for(sizes[-1]), args.seed)
     runs = []
     for size in sizes:
         print(f"curate run over {size:,} documents, {args.workers} workers ...", flush=True)
-        r, shared = dd.timed_alone(lambda: run_size(size, chunk_dir, chunks[: n_chunks_for(size)], args.workers),
-                                   tries=2)
+        r, shared = timed_alone(lambda: run_size(size, chunk_dir, chunks[: n_chunks_for(size)], args.workers),
+                                tries=2)
         r.shared_machine = shared
         runs.append(r)
         print(f"  {r.seconds:,.0f} s, {r.docs / r.seconds:,.0f} docs/s, peak tree RSS {r.peak_rss_tree / MIB:,.0f} MiB, "
@@ -543,10 +547,8 @@ def main(argv: list[str] | None = None) -> int:
         f"sampled every {SAMPLE_EVERY} s over the process tree; wall = `run()` inside the subprocess:",
         results_table(runs), verdict(runs), "Per executor phase (tree sums):", phase_table(runs),
         timeline_table(runs)])
-    print("\n" + body)
-    if not args.no_record:
-        dd.append_results("minhash_dedup at scale: time, peak memory, removals", command, commit, body)
-        print(f"\nappended to {dd.RESULTS.relative_to(ROOT)}")
+    print_and_record("minhash_dedup at scale: time, peak memory, removals", command, commit, body,
+                     not args.no_record)
     return 0
 
 

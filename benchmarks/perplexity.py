@@ -13,7 +13,7 @@ What it measures:
   (good vs that kind), against the target of 0.95; median perplexity per kind;
 * speed: documents/s (and MB/s) of ``LanguageModel.perplexity`` over all documents in one call, best of
   ``--repeat`` (3), after waiting until no other benchmark (pipeline/minhash/dedup) runs and the machine is
-  otherwise idle (see ``benchmarks/report.py``: ``timed_when_quiet``);
+  otherwise idle (see ``benchmarks/contention.py``: ``timed_when_quiet``);
 * end to end: ``curate run`` of a recipe with only ``perplexity: {lang: en, models: {en: MODEL}}`` on the same
   documents (a jsonl with ids; 1 worker), and how the head/middle/tail buckets (CCNet's 30th/60th percentile
   cutoffs of the corpus itself) split good and junk; the step's ``ppl`` is checked against the in-process scores.
@@ -44,10 +44,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from contention import timed_when_quiet  # noqa: E402
 from english_text import CODE_HELD_OUT, book_chunks, held_out, python_files, wikitext_paragraphs  # noqa: E402
 from junk import KINDS, make_junk  # noqa: E402
-from report import (ROOT, WORK, append_results, command_line, git_commit, header,  # noqa: E402
-                    markdown, timed_when_quiet)
+from report import (ROOT, WORK, add_no_record_no_wait, append_results, command_line, git_commit,  # noqa: E402
+                    header, markdown)
 
 OUT = WORK / "perplexity"
 TARGET_AUC = 0.95
@@ -204,9 +205,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3, help="timing rounds; the best is reported (default 3)")
     ap.add_argument("--retrain", action="store_true", help="train the model even if one with these settings exists")
-    ap.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
-    ap.add_argument("--no-wait", action="store_true",
-                    help="time at once, even while other benchmarks run (smoke runs; implies --no-record)")
+    add_no_record_no_wait(ap)
     return ap.parse_args(argv)
 
 

@@ -33,10 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import pstats
 import resource
-import shlex
 import shutil
 import subprocess
 import sys
@@ -46,14 +44,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from contention import own_cpu_seconds, system_busy_seconds  # noqa: E402
 from pipeline_data import CorpusInfo, build_corpus, mix_table  # noqa: E402
+from report import (RESULTS, ROOT, SHARED, WORK, append_results, command_line, git_commit, header,  # noqa: E402
+                    markdown)
 
-WORK = ROOT / "benchmarks" / ".work"
-SHARED = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 MIB = 2**20
 RSS_GROWTH_TOLERANCE = 0.15
 """peak RSS of the larger corpus more than this fraction above the smaller one's counts as growth"""
@@ -160,23 +157,11 @@ class TreeSampler:
         return at(end) - at(start)
 
 
-def system_busy_seconds() -> float:
-    """CPU seconds all processes on the machine have used since boot (``/proc/stat``, idle and iowait excluded)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
-
-
 def max_process_rss() -> int:
     """Largest peak RSS of this process or any reaped child (bytes; Linux reports ru_maxrss in KiB)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, kids) * 1024
-
-
-def cpu_seconds() -> float:
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 # ---------------------------------------------------------------------------------------------------- one run
@@ -250,7 +235,7 @@ def run_one(recipe_path: Path, out: Path, workers: int, size_mb: int, mb: float,
     if profile is not None:
         import cProfile
         profiler = cProfile.Profile()
-    cpu0, busy0 = cpu_seconds(), system_busy_seconds()
+    cpu0, busy0 = own_cpu_seconds(), system_busy_seconds()
     with TreeSampler() as sampler:
         t0 = time.perf_counter()
         if profiler is not None:
@@ -259,7 +244,7 @@ def run_one(recipe_path: Path, out: Path, workers: int, size_mb: int, mb: float,
         if profiler is not None:
             profiler.disable()
         seconds = time.perf_counter() - t0
-    cpu = cpu_seconds() - cpu0
+    cpu = own_cpu_seconds() - cpu0
     other_cores = max(0.0, system_busy_seconds() - busy0 - cpu) / seconds
     if profiler is not None and profile is not None:
         profiler.dump_stats(profile)
@@ -293,21 +278,6 @@ def spawn_one(info: CorpusInfo, workers: int, profile: Path | None = None) -> Ru
 
 # ---------------------------------------------------------------------------------------------------- reporting
 
-def machine() -> dict[str, str]:
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")), platform.processor() or "unknown")
-    mem_kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
-                   if ln.startswith("MemTotal"))
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
-    return {"nproc": nproc, "ram": f"{mem_kib / 2**20:.1f} GiB", "cpu": model,
-            "python": platform.python_version()}
-
-
-def git_commit() -> str:
-    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return r.stdout.strip() or "unknown"
-
-
 def best_of(runs: list[RunResult]) -> RunResult:
     """The fastest of repeated runs, with the largest memory peaks seen in any of them."""
     best = min(runs, key=lambda r: r.seconds)
@@ -315,11 +285,6 @@ def best_of(runs: list[RunResult]) -> RunResult:
     best.peak_rss_tree = max(r.peak_rss_tree for r in runs)
     best.peak_pss_tree = max(r.peak_pss_tree for r in runs)
     return best
-
-
-def _markdown(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "--:|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def results_table(results: list[RunResult]) -> str:
@@ -332,7 +297,7 @@ def results_table(results: list[RunResult]) -> str:
              f"{r.other_cores:.2f}",
              f"{r.peak_rss_process / MIB:,.0f}", f"{r.peak_rss_tree / MIB:,.0f}", f"{r.peak_pss_tree / MIB:,.0f}",
              *[f"{r.removed[s]:,}" for s in steps], f"{r.kept:,}"] for r in results]
-    return _markdown(head, rows)
+    return markdown(head, rows, "r")
 
 
 def phase_table(results: list[RunResult]) -> str:
@@ -344,7 +309,7 @@ def phase_table(results: list[RunResult]) -> str:
         rows.append([f"{r.size_mb} MB", str(r.workers)] +
                     [f"{by[n]['seconds']:.1f} / {by[n]['cpu_seconds']:.1f} / {by[n]['peak_pss_tree'] / MIB:,.0f}"
                      if n in by else "-" for n in names])
-    return _markdown(["size", "workers", *[f"{n}: s / CPU s / peak PSS MiB" for n in names]], rows)
+    return markdown(["size", "workers", *[f"{n}: s / CPU s / peak PSS MiB" for n in names]], rows, "r")
 
 
 def rss_verdict(results: list[RunResult]) -> str:
@@ -427,13 +392,7 @@ def profile_breakdown(path: Path, top: int = 15) -> str:
 
 def results_entry(command: str, commit: str, corpora: list[CorpusInfo], results: list[RunResult], repeat: int,
                   profile: str | None) -> str:
-    m = machine()
-    end_commit = git_commit()
-    parts = [f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — pipeline throughput and peak memory", "",
-             f"- command: `{command}`",
-             f"- machine: nproc {m['nproc']}, RAM {m['ram']}, CPU {m['cpu']}, Python {m['python']}",
-             f"- commit: {commit}" + (f" at the start, {end_commit} at the end (the tree changed during the run)"
-                                      if end_commit != commit else ""),
+    parts = [*header("pipeline throughput and peak memory", command, commit),
              f"- each configuration in a fresh process, best wall time of {repeat}, memory peaks the largest seen", ""]
     for info in corpora:
         parts += [f"Corpus {info.size_mb} MB (`{info.dir.relative_to(ROOT)}`, seed {info.seed}):", "",
@@ -444,15 +403,6 @@ def results_entry(command: str, commit: str, corpora: list[CorpusInfo], results:
         parts += [f"cProfile of a workers=1 run of {corpora[0].size_mb} MB (profiler overhead included):", "",
                   profile, ""]
     return "\n".join(parts) + "\n"
-
-
-def append_results(path: Path, entry: str) -> None:
-    if not path.exists():
-        path.write_text("# Benchmark results\n\nA log: each entry is appended by a benchmark script "
-                        "(`benchmarks/*.py`) with its exact command, machine, date and commit.\n\n",
-                        encoding="utf-8")
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(entry + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -505,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     if a.one:
         return main_one(a)
-    command = shlex.join(["python", "benchmarks/pipeline.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("python")
     commit = git_commit()
     WORK.mkdir(parents=True, exist_ok=True)
     corpora, results = [], []
@@ -525,7 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     if profile:
         print(f"cProfile of a workers=1 run of {corpora[0].size_mb} MB:\n\n{profile}\n")
     if not a.no_record:
-        append_results(RESULTS, results_entry(command, commit, corpora, results, a.repeat, profile))
+        append_results(results_entry(command, commit, corpora, results, a.repeat, profile))
         print(f"appended to {RESULTS.relative_to(ROOT)}")
 
 

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
-import tarfile
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -35,31 +32,12 @@ import orjson
 import xxhash
 import zstandard
 
+from source_texts import (BOILERPLATE, SENTENCE_END, book_texts, c4_texts, chunk_paragraphs, dragnet_pages,
+                          python_sources, vocabulary, wikitext_articles)
+
 BUILDER_VERSION = 3
 DOMAINS = ("web", "wiki", "books", "code")
 MB = 1_000_000
-
-BOILERPLATE = [
-    "Cookie policy | Terms of use | Privacy",
-    "Share this article on Facebook",
-    "Share on Twitter",
-    "Subscribe to our newsletter",
-    "Skip to main content",
-    "Home | About us | Contact",
-    "All rights reserved.",
-    "Copyright © 2012 All rights reserved.",
-    "Click here to read more",
-    "Related posts:",
-    "Leave a comment",
-    "This site uses cookies to improve your experience. By continuing you accept our use of cookies.",
-    "Sign in | Register",
-    "Back to top",
-    "Print this page | Email this page",
-    "Advertisement",
-]
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"[A-Za-z]{3,12}")
 
 
 @dataclass(frozen=True)
@@ -121,39 +99,10 @@ class CorpusInfo:
 
 # ---------------------------------------------------------------------------------------------------- base documents
 
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
-
-
 def load_web(shared: Path) -> list[BaseDoc]:
-    docs = []
-    with open(shared / "corpus/web/c4_demo.jsonl", "rb") as f:
-        for i, line in enumerate(f):
-            if line.strip():
-                docs.append(BaseDoc(f"c4/{i}", orjson.loads(line)["text"]))
-    with tarfile.open(shared / "corpus/web/dragnet_Corrected.tar.gz") as tar:
-        for member in sorted(tar.getmembers(), key=lambda m: m.name):
-            if member.isfile() and member.name.endswith(".corrected.txt"):
-                text = _decode(tar.extractfile(member).read())  # type: ignore[union-attr]
-                if text.strip():
-                    docs.append(BaseDoc(f"dragnet/{Path(member.name).name.split('.')[0]}", text))
-    return docs
-
-
-def _wikitext_articles(path: Path) -> Iterator[tuple[str, str]]:
-    title, lines = "", []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith(" = ") and not line.startswith(" = = "):
-            if title and "".join(lines).strip():
-                yield title, "\n".join(lines).strip("\n")
-            title, lines = line.strip(" ="), [line]
-        elif title:
-            lines.append(line)
-    if title and "".join(lines).strip():
-        yield title, "\n".join(lines).strip("\n")
+    return ([BaseDoc(f"c4/{i}", text) for i, text in c4_texts(shared)]
+            + [BaseDoc(f"dragnet/{Path(name).name.split('.')[0]}", text) for name, text in dragnet_pages(shared)
+               if text.strip()])
 
 
 def load_wiki(shared: Path) -> list[BaseDoc]:
@@ -162,72 +111,25 @@ def load_wiki(shared: Path) -> list[BaseDoc]:
         if line.strip():
             docs.append(BaseDoc(f"wiki_demo/{i}", line))
     for name in ("wikitext2_valid", "wikitext2_test"):
-        for k, (_, text) in enumerate(_wikitext_articles(shared / f"corpus/wiki/{name}.txt")):
+        for k, (_, text) in enumerate(wikitext_articles(shared / f"corpus/wiki/{name}.txt")):
             docs.append(BaseDoc(f"{name}/{k}", text))
     return docs
 
 
-def _strip_gutenberg(text: str) -> str:
-    start = re.search(r"^\*\*\* ?START OF.*$", text, re.M | re.I)
-    end = re.search(r"^\*\*\* ?END OF.*$", text, re.M | re.I)
-    return text[start.end() if start else 0: end.start() if end else len(text)].strip()
-
-
-def chunk_paragraphs(text: str, rng: random.Random, low: int = 5_000, high: int = 20_000) -> list[str]:
-    """Cut ``text`` at blank lines into chunks of about ``low``-``high`` characters."""
-    chunks, current, size, target = [], [], 0, rng.randint(low, high)
-    for para in re.split(r"\n\s*\n", text):
-        if not para.strip():
-            continue
-        current.append(para)
-        size += len(para) + 2
-        if size >= target:
-            chunks.append("\n\n".join(current))
-            current, size, target = [], 0, rng.randint(low, high)
-    if current:
-        chunks.append("\n\n".join(current))
-    return chunks
-
-
 def load_books(shared: Path, seed: int) -> list[BaseDoc]:
+    """The books cut at blank lines into chunks of ~5-20 KB."""
     rng = random.Random(f"{seed}/books/chunks")
-    texts: list[tuple[str, str]] = []
-    for z in sorted((shared / "corpus/books/gutenberg").glob("*/*.zip")):
-        with zipfile.ZipFile(z) as zf:
-            for name in sorted(zf.namelist()):
-                if name.endswith(".txt"):
-                    raw = _decode(zf.read(name)).lstrip("\ufeff").replace("\r\n", "\n")
-                    texts.append((Path(name).stem, _strip_gutenberg(raw)))
-    texts.append(("tinyshakespeare", (shared / "corpus/books/tinyshakespeare.txt").read_text(encoding="utf-8")))
-    return [BaseDoc(f"{book}/{k}", chunk) for book, text in texts
-            for k, chunk in enumerate(chunk_paragraphs(text, rng))]
+    return [BaseDoc(f"{book}/{k}", chunk) for book, text in book_texts(shared)
+            for k, chunk in enumerate(chunk_paragraphs(text, rng, 5_000, 20_000))]
 
 
 def load_code(shared: Path) -> list[BaseDoc]:
-    docs = []
-    with tarfile.open(shared / "corpus/code/TheAlgorithms-Python-py.tar.gz") as tar:
-        for member in sorted(tar.getmembers(), key=lambda m: m.name):
-            if member.isfile() and member.name.endswith(".py"):
-                text = _decode(tar.extractfile(member).read())  # type: ignore[union-attr]
-                if text.strip():
-                    docs.append(BaseDoc(f"algorithms/{member.name}", text))
-    return docs
+    return [BaseDoc(f"algorithms/{name}", text) for name, text in python_sources(shared) if text.strip()]
 
 
 def load_base(shared: Path, seed: int) -> dict[str, list[BaseDoc]]:
     return {"web": load_web(shared), "wiki": load_wiki(shared), "books": load_books(shared, seed),
             "code": load_code(shared)}
-
-
-def vocabulary(docs: list[BaseDoc], limit: int = 20_000) -> list[str]:
-    """Distinct words of a domain (first ``limit`` in document order): what replaced words are drawn from."""
-    seen: dict[str, None] = {}
-    for d in docs:
-        for w in _WORD.findall(d.text):
-            seen.setdefault(w, None)
-            if len(seen) >= limit:
-                return list(seen)
-    return list(seen)
 
 
 # ---------------------------------------------------------------------------------------------------- variation
@@ -246,7 +148,7 @@ def vary_prose(text: str, rng: random.Random, vocab: list[str], v: Variation) ->
         if not line.strip():
             out.append(line)
             continue
-        sentences = _SENTENCE_END.split(line)
+        sentences = SENTENCE_END.split(line)
         kept = [s for s in sentences if rng.random() >= v.drop_prob] or sentences[:1]
         if len(kept) > 1 and rng.random() < v.swap_prob:
             i = rng.randrange(len(kept) - 1)
@@ -290,7 +192,7 @@ class GeneratedDoc:
 def replicate(domain: str, docs: list[BaseDoc], target_bytes: int, seed: int, v: Variation
               ) -> Iterator[GeneratedDoc]:
     """Replica 0 (originals), then varied replicas, in a seeded order per replica, until ``target_bytes``."""
-    vocab = vocabulary(docs)
+    vocab = vocabulary((d.text for d in docs), 20_000)
     vary = vary_code if domain == "code" else vary_prose
     written, replica = 0, 0
     while True:

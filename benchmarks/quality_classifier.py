@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from english_text import (CODE_HELD_OUT, book_chunks, c4_docs, dragnet_docs, held_out,  # noqa: E402
                           min_words, python_files, wikitext_paragraphs)
-from junk import KINDS, make_junk  # noqa: E402
+from junk import make_junk  # noqa: E402
 from report import ROOT, WORK, append_results, command_line, git_commit, header, markdown  # noqa: E402
 
 OUT = WORK / "quality_classifier"

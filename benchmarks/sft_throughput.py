@@ -21,9 +21,9 @@ What it measures, in one run, on one base model, one data set and one LoRA confi
   so packing's advantage is real work, not padding. Also reported: target (label) tokens/s, steps/s, and how full
   the batches are (sample tokens / batch tensor size ``rows x longest row``), over the timed steps and over a
   whole epoch. Ratio ours/HF; issue target >= 1.5x on CPU.
-* **Packing what-ifs** (counted, not timed): the fill first-fit packing would reach on the same epoch order, and
-  first-fit-decreasing, next to ``train.sft_data.pack`` (greedy next-fit: a row closes at the first sample that
-  does not fit).
+* **Packing what-ifs** (counted, not timed): the fill unbounded first-fit packing would reach on the same epoch
+  order, and first-fit-decreasing, next to ``train.sft_data.pack`` (first-fit over a window of
+  ``sft_data.PACK_WINDOW`` open rows).
 * **Checks** (before timing, same weights, dropout off): the loss of the first padded batch through our collator
   (``packing`` off) equals the HF collator's loss through the same model (the tokens and labels are identical);
   the loss of the first packed batch equals the token-weighted mean of its samples' losses computed one sample at
@@ -56,30 +56,27 @@ Prints a table and appends an entry to ``benchmarks/RESULTS.md`` (unless ``--no-
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
-import os
-import pstats
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from contention import undisturbed, wait_until_quiet  # noqa: E402
+from profiling import cprofile_table, operator_table, torch_profile_table, torch_profiler  # noqa: E402
+from report import (ROOT, SHARED, WORK, append_results, command_line, git_commit, header, markdown,  # noqa: E402
+                    say, torch_machine_line)
+from train_bench import (StepSchedule, after_warmup, hf_offline, profile_window, run_cli, step_clock,  # noqa: E402
+                         train_tokenizer)
+
+hf_offline()
+
 import torch  # noqa: E402
 import yaml  # noqa: E402
-
-from report import (ROOT, SHARED, WORK, append_results, command_line, git_commit, machine, markdown,  # noqa: E402
-                    others_running, own_cpu_seconds, system_busy_seconds)
 
 OUT = WORK / "sft_throughput"
 QUICKSTART_DATA = ROOT / "recipes" / "data" / "quickstart"
@@ -95,46 +92,7 @@ RATIO_TARGET = 1.5
 IGNORE = -100
 
 
-def say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------------- waiting
-
-def wait_until_quiet(every: float = 30.0) -> float:
-    """Block until ``pgrep -f WAIT_PATTERN`` finds no other benchmark (polled every ``every`` s); seconds waited."""
-    t0 = time.monotonic()
-    told = False
-    while others := others_running(WAIT_PATTERN):
-        if not told:
-            say(f"waiting for other benchmarks to finish ({len(others)} processes, e.g. {others[0][:90]!r}); "
-                f"polling every {every:.0f} s")
-            told = True
-        time.sleep(every)
-    return time.monotonic() - t0
-
-
-class LoadMeter:
-    """Cores that other processes kept busy between ``start()`` and ``stop()`` (from /proc/stat)."""
-
-    def start(self) -> None:
-        self.busy0, self.cpu0, self.t0 = system_busy_seconds(), own_cpu_seconds(), time.monotonic()
-
-    def stop(self) -> float:
-        busy, cpu = system_busy_seconds() - self.busy0, own_cpu_seconds() - self.cpu0
-        return max(0.0, busy - cpu) / max(time.monotonic() - self.t0, 1e-9)
-
-
 # ---------------------------------------------------------------------------------------------------- setup
-
-def run_cli(tool: str, args: list[str]) -> None:
-    """Run a project command (``curate`` or ``train``) from this virtualenv; fail loudly."""
-    exe = Path(sys.executable).parent / tool
-    cmd = [str(exe), "--quiet", *args]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"setup failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout}\n{r.stderr}")
-
 
 def write_recipe(path: Path, out: Path) -> Path:
     """A recipe over the quickstart's text with cheap steps only (no perplexity: no KenLM model needed)."""
@@ -165,16 +123,6 @@ def build_corpus(root: Path) -> Path:
     return out
 
 
-def build_tokenizer(root: Path, corpus: Path) -> Path:
-    """A SentencePiece BPE tokenizer trained on the corpus by `train tokenizer`."""
-    out = root / f"tokenizer-{TOKENIZER_VOCAB}"
-    if not (out / "tokenizer.json").exists():
-        say(f"setup: train tokenizer --vocab-size {TOKENIZER_VOCAB} -> {out.relative_to(ROOT)}")
-        run_cli("train", ["tokenizer", "--corpus", str(corpus), "--out", str(out),
-                          "--vocab-size", str(TOKENIZER_VOCAB)])
-    return out
-
-
 def build_base(root: Path, tokenizer: Path) -> Path:
     """An untrained Llama (``MODEL``, built by ``train.model.build``) saved with ``save_pretrained`` and the
     tokenizer: the directory `train sft` takes as ``base``."""
@@ -199,26 +147,18 @@ def build_base(root: Path, tokenizer: Path) -> Path:
 def build_setup(root: Path) -> Path:
     """The base model directory (with its tokenizer), built once."""
     corpus = build_corpus(root)
-    return build_base(root, build_tokenizer(root, corpus))
+    return build_base(root, train_tokenizer(root / f"tokenizer-{TOKENIZER_VOCAB}", corpus, TOKENIZER_VOCAB))
 
 
 # ---------------------------------------------------------------------------------------------------- configs
 
 @dataclass(frozen=True)
-class Shape:
+class Shape(StepSchedule):
     batch: int  # rows per micro-batch (= per optimizer step)
     max_len: int
     warmup: int
     steps: int
     lora_dropout: float = 0.05
-
-    @property
-    def total_steps(self) -> int:
-        return self.warmup + self.steps
-
-    @property
-    def lr_warmup(self) -> int:
-        return max(1, self.total_steps // 10)
 
 
 def sft_config(base: Path, shape: Shape, out: Path, packing: bool = True) -> Any:
@@ -328,11 +268,9 @@ def time_ours(base: Path, shape: Shape, out: Path) -> tuple[float, list[BatchSta
     the timed steps read."""
     trainer = new_sft_trainer(base, shape, out)
     trainer.model.train()
-    for _ in range(shape.warmup):
-        trainer.train_step()
+    run = after_warmup(trainer, shape.warmup, shape.steps)
     t0 = time.perf_counter()
-    for _ in range(shape.steps):
-        trainer.train_step()
+    run()
     seconds = time.perf_counter() - t0
     return seconds, ours_step_stats(trainer, range(shape.warmup, shape.total_steps))
 
@@ -392,23 +330,6 @@ def hf_model(base: Path, shape: Shape) -> torch.nn.Module:
     torch.manual_seed(cfg.seed)
     model = load_base(str(base), False)
     return get_peft_model(model, peft_config(cfg, model))
-
-
-def step_clock(start_step: int, end_step: int) -> Any:
-    """A TrainerCallback that stamps the time at the end of ``start_step`` and of ``end_step``."""
-    from transformers import TrainerCallback
-
-    class StepClock(TrainerCallback):
-        t0: float = float("nan")
-        t1: float = float("nan")
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step == start_step:
-                self.t0 = time.perf_counter()
-            elif state.global_step == end_step:
-                self.t1 = time.perf_counter()
-
-    return StepClock()
 
 
 def new_hf_trainer(base: Path, shape: Shape, data: HFData, out: Path, sampling: str, callbacks: list[Any]) -> Any:
@@ -482,14 +403,10 @@ class Variant:
 
 def alternate(variants: list[Variant], repeat: int, wait: bool) -> None:
     """Each round runs every variant once, in order (A/B, A/B, ...), after waiting for quiet."""
-    meter = LoadMeter()
     for r in range(repeat):
         for v in variants:
-            if wait:
-                wait_until_quiet()
-            meter.start()
-            seconds, stats = v.run()
-            v.load.append(meter.stop())
+            (seconds, stats), load = undisturbed(v.run, wait, v.name, tries=1, pattern=WAIT_PATTERN)
+            v.load.append(load)
             v.seconds.append(seconds)
             v.stats.append(stats)
             say(f"  round {r + 1}/{repeat} {v.name:<24} {seconds:8.2f} s  {v.rates()[-1]:9,.0f} sample tokens/s  "
@@ -498,70 +415,19 @@ def alternate(variants: list[Variant], repeat: int, wait: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------------- profiling
 
-def cprofile_table(fn: Callable[[], object], top: int, only: str) -> str:
-    """cProfile of ``fn()``: the ``top`` functions whose file path contains ``only``, by cumulative time."""
-    prof = cProfile.Profile()
-    prof.enable()
-    fn()
-    prof.disable()
-    stats = pstats.Stats(prof, stream=io.StringIO())
-    rows = []
-    for (file, line, name), (_, nc, tt, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
-        if only in file:
-            short = "/".join(Path(file).parts[-2:])
-            rows.append((ct, [f"`{short}:{line} {name}`", f"{nc:,}", f"{tt:.3f}", f"{ct:.3f}"]))
-    rows.sort(key=lambda r: -r[0])
-    return markdown(["function", "calls", "own s", "cum s"], [r for _, r in rows[:top]])
-
-
-def operator_table(prof: Any, top: int = 15) -> str:
-    """A ``torch.profiler`` result's operators by self CPU time (Markdown)."""
-    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in events) or 1
-    rows = [[f"`{e.key}`", f"{e.count:,}", f"{e.self_cpu_time_total / 1e6:.3f}",
-             f"{100 * e.self_cpu_time_total / total:.1f}"] for e in events[:top]]
-    return markdown(["operator", "calls", "self CPU s", "% of self CPU"], rows)
-
-
 def ours_steps(base: Path, shape: Shape, out: Path) -> Callable[[], None]:
     """A callable running ``shape.steps`` train steps of a trainer already past its warmup."""
     trainer = new_sft_trainer(base, shape, out)
     trainer.model.train()
-    for _ in range(shape.warmup):
-        trainer.train_step()
-
-    def run() -> None:
-        for _ in range(shape.steps):
-            trainer.train_step()
-
-    return run
-
-
-def ours_profiled(base: Path, shape: Shape, out: Path) -> str:
-    from torch.profiler import ProfilerActivity, profile
-
-    run = ours_steps(base, shape, out)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        run()
-    return operator_table(prof)
+    return after_warmup(trainer, shape.warmup, shape.steps)
 
 
 def hf_profiled(base: Path, shape: Shape, data: HFData, out: Path) -> str:
     """torch.profiler table of the HF Trainer's timed steps (profiler started/stopped by a callback)."""
-    from torch.profiler import ProfilerActivity, profile
-    from transformers import TrainerCallback
-
-    prof = profile(activities=[ProfilerActivity.CPU])
-
-    class Window(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step == shape.warmup:
-                prof.__enter__()
-            elif state.global_step == shape.total_steps:
-                prof.__exit__(None, None, None)
-
-    new_hf_trainer(base, shape, data, out, "sequential", [Window()]).train()
-    return operator_table(prof)
+    prof = torch_profiler("cpu")
+    window = profile_window(prof, shape.warmup, shape.total_steps)
+    new_hf_trainer(base, shape, data, out, "sequential", [window]).train()
+    return operator_table(prof.key_averages(), "cpu")
 
 
 def profile_sections(base: Path, shape: Shape, data: HFData, runs: Path) -> list[str]:
@@ -570,7 +436,7 @@ def profile_sections(base: Path, shape: Shape, data: HFData, runs: Path) -> list
             "profiler overhead included), `train/` functions by cumulative time:", "",
             cprofile_table(ours_steps(base, shape, runs / "prof"), 14, "/train/"),
             "", "torch.profiler, the same steps, top operators by self CPU time. Ours (packed):", "",
-            ours_profiled(base, shape, runs / "prof"), "", "HF Trainer (padded):", "",
+            torch_profile_table(ours_steps(base, shape, runs / "prof"), "cpu"), "", "HF Trainer (padded):", "",
             hf_profiled(base, shape, data, runs / "hf-prof")]
 
 
@@ -602,14 +468,17 @@ def results_table(variants: list[Variant], shape: Shape) -> tuple[str, dict[str,
 
 def fill_table(trainer: Any, data: HFData, shape: Shape) -> str:
     """How full the batches are over a whole epoch: packed rows (ours) vs padded batches (HF), same order."""
+    from train.sft_data import PACK_WINDOW
+
     ex, B = trainer.prepared.train, shape.batch
+    ours = f"ours: packed rows (`sft_data.pack`, first-fit over a window of {PACK_WINDOW} open rows)"
     packed = epoch_stats(ex, trainer._rows(0), B)
     padded = epoch_stats(ex, [[i] for row in trainer._rows(0) for i in row], B)
     order = [i for row in trainer._rows(0) for i in row]
     ff = epoch_stats(ex, first_fit(ex, order, shape.max_len), B)
     ffd = epoch_stats(ex, first_fit(ex, sorted(order, key=lambda i: -len(ex[i].ids)), shape.max_len), B)
     rows = []
-    for name, batches, per_row in (("ours: packed rows (`sft_data.pack`, greedy in order)", packed, shape.max_len),
+    for name, batches, per_row in ((ours, packed, shape.max_len),
                                    ("HF: one sample per row, padded", padded, None),
                                    ("what-if: first-fit packing in the same order (not timed)", ff, shape.max_len),
                                    ("what-if: first-fit-decreasing packing (not timed)", ffd, shape.max_len)):
@@ -620,16 +489,6 @@ def fill_table(trainer: Any, data: HFData, shape: Shape) -> str:
     return markdown(["layout (epoch 0, micro-batches of " + str(B) + " rows)", "micro-batches", "rows",
                      "samples / row", "mean batch length", "non-pad fraction (rows x longest)",
                      f"fill of max_len {shape.max_len}", "sample tokens / row"], rows)
-
-
-def machine_line() -> str:
-    import peft
-    import transformers
-
-    m = machine()
-    return (f"nproc {m['nproc']}, RAM {m['ram']}, CPU {m['cpu']}, Python {m['python']}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, peft {peft.__version__}, "
-            "device cpu")
 
 
 def data_line(trainer: Any) -> str:
@@ -674,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     command, commit = command_line(), git_commit()
     shape = Shape(args.batch_size, args.max_len, args.warmup, args.steps, args.lora_dropout)
     if wait:
-        wait_until_quiet()
+        wait_until_quiet(pattern=WAIT_PATTERN)
     base = build_setup(OUT)
     runs = OUT / "runs"
 
@@ -729,13 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         sections += profile_sections(base, shape, data, runs)
 
-    end = git_commit()
-    entry = "\n".join([
-        f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — SFT throughput: `train sft` (LoRA, packed) vs "
-        "peft + HF Trainer (padded)", "", f"- command: `{command}`", f"- machine: {machine_line()}",
-        f"- commit: {commit}" + (f" at the start, {end} at the end (the tree changed during the run)"
-                                 if end != commit else ""),
-        *lines, "", *sections])
+    entry = "\n".join([*header("SFT throughput: `train sft` (LoRA, packed) vs peft + HF Trainer (padded)", command,
+                                commit, torch_machine_line("cpu", "transformers", "peft")), *lines, "", *sections])
     print("\n" + entry)
     if not args.no_record:
         append_results(entry)

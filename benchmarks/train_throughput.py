@@ -63,31 +63,30 @@ Prints a table and appends an entry to ``benchmarks/RESULTS.md`` (unless ``--no-
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
-import os
-import pstats
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from typing import Any, Callable, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from contention import undisturbed, wait_until_quiet  # noqa: E402
+from profiling import cprofile_table, operator_table, torch_profile_table, torch_profiler  # noqa: E402
+from report import (ROOT, WORK, append_results, command_line, git_commit, header, markdown, say,  # noqa: E402
+                    torch_machine_line)
+from train_bench import (StepSchedule, after_warmup, hf_offline, profile_window, run_cli, step_clock,  # noqa: E402
+                         synchronize, train_tokenizer)
+
+hf_offline()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from report import (ROOT, WORK, append_results, command_line, git_commit, machine, markdown,  # noqa: E402
-                    others_running, own_cpu_seconds, system_busy_seconds)
+T = TypeVar("T")
 
 OUT = WORK / "train_throughput"
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
@@ -97,8 +96,6 @@ TOKENIZER_VOCAB = 4000
 DATA_TARGET_TOKENS_S = 10e6
 RATIO_TARGET = 1.0
 H100_BF16_DENSE_TFLOPS = 989.0
-MAX_OTHER_LOAD = 0.25
-"""cores other processes may keep busy during a timing before it is discarded and taken again"""
 TRIES = 8
 
 MODEL_SIZES: dict[str, dict[str, int]] = {
@@ -113,34 +110,9 @@ DEFAULT_SHAPE = {"small": (8, 256), "125m": (16, 1024)}
 LR, WEIGHT_DECAY, BETAS, GRAD_CLIP, MIN_LR_RATIO, SEED = 3e-4, 0.1, (0.9, 0.95), 1.0, 0.1, 0
 
 
-def say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------------- waiting
-
-def wait_until_quiet(every: float = 30.0) -> float:
-    """Block until ``pgrep -f WAIT_PATTERN`` finds no other benchmark (polled every ``every`` s); seconds waited."""
-    t0 = time.monotonic()
-    told = False
-    while others := others_running(WAIT_PATTERN):
-        if not told:
-            say(f"waiting for other benchmarks to finish ({len(others)} processes, e.g. {others[0][:90]!r}); "
-                f"polling every {every:.0f} s")
-            told = True
-        time.sleep(every)
-    return time.monotonic() - t0
-
-
-class LoadMeter:
-    """Cores that other processes kept busy between ``start()`` and ``stop()`` (from /proc/stat)."""
-
-    def start(self) -> None:
-        self.busy0, self.cpu0, self.t0 = system_busy_seconds(), own_cpu_seconds(), time.monotonic()
-
-    def stop(self) -> float:
-        busy, cpu = system_busy_seconds() - self.busy0, own_cpu_seconds() - self.cpu0
-        return max(0.0, busy - cpu) / max(time.monotonic() - self.t0, 1e-9)
+def quietly(run: Callable[[], T], wait: bool, label: str) -> tuple[T, float]:
+    """``contention.undisturbed`` with the benchmarks this one waits for and its TRIES."""
+    return undisturbed(run, wait, label, TRIES, WAIT_PATTERN)
 
 
 # ---------------------------------------------------------------------------------------------------- setup
@@ -149,15 +121,6 @@ class LoadMeter:
 class Setup:
     corpus: Path
     tokenizer: Path
-
-
-def run_cli(tool: str, args: list[str]) -> None:
-    """Run a project command (``curate`` or ``train``) from this virtualenv; fail loudly."""
-    exe = Path(sys.executable).parent / tool
-    cmd = [str(exe), "--quiet", *args]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"setup failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout}\n{r.stderr}")
 
 
 def build_lm(out: Path) -> Path:
@@ -184,18 +147,10 @@ def build_corpus(out: Path, lm: Path) -> Path:
     return out
 
 
-def build_tokenizer(out: Path, corpus: Path, vocab: int) -> Path:
-    """A SentencePiece BPE tokenizer trained on the corpus by `train tokenizer`."""
-    if not (out / "tokenizer.json").exists():
-        say(f"setup: train tokenizer --vocab-size {vocab} -> {out}")
-        run_cli("train", ["tokenizer", "--corpus", str(corpus), "--out", str(out), "--vocab-size", str(vocab)])
-    return out
-
-
 def build_setup(root: Path) -> Setup:
     lm = build_lm(root / "lm" / "en")
     corpus = build_corpus(root / "corpus", lm)
-    tokenizer = build_tokenizer(root / f"tokenizer-{TOKENIZER_VOCAB}", corpus, TOKENIZER_VOCAB)
+    tokenizer = train_tokenizer(root / f"tokenizer-{TOKENIZER_VOCAB}", corpus, TOKENIZER_VOCAB)
     from train import data as data_mod
     from train.config import DataConfig
 
@@ -206,7 +161,7 @@ def build_setup(root: Path) -> Setup:
 # ---------------------------------------------------------------------------------------------------- configs
 
 @dataclass(frozen=True)
-class Shape:
+class Shape(StepSchedule):
     model_size: str
     batch: int
     seq_len: int
@@ -215,14 +170,6 @@ class Shape:
     device: str
     precision: str  # "fp32" | "bf16"
     compile: bool = False
-
-    @property
-    def total_steps(self) -> int:
-        return self.warmup + self.steps
-
-    @property
-    def lr_warmup(self) -> int:
-        return max(1, self.total_steps // 10)
 
     @property
     def tokens_timed(self) -> int:
@@ -264,11 +211,6 @@ def hf_arguments(shape: Shape, out: Path, optim: str | None) -> Any:
 
 # ---------------------------------------------------------------------------------------------------- timing
 
-def synchronize(device: str) -> None:
-    if device == "cuda" and torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def new_pretrainer(setup: Setup, shape: Shape, out: Path) -> Any:
     from train.pretrain import Pretrainer
 
@@ -279,12 +221,10 @@ def time_ours(setup: Setup, shape: Shape, out: Path) -> float:
     """Seconds of ``shape.steps`` calls of ``Pretrainer.train_step`` after ``shape.warmup`` untimed ones."""
     trainer = new_pretrainer(setup, shape, out)
     trainer.model.train()
-    for _ in range(shape.warmup):
-        trainer.train_step()
+    run = after_warmup(trainer, shape.warmup, shape.steps)
     synchronize(shape.device)
     t0 = time.perf_counter()
-    for _ in range(shape.steps):
-        trainer.train_step()
+    run()
     synchronize(shape.device)
     return time.perf_counter() - t0
 
@@ -326,25 +266,6 @@ def fresh_model(setup: Setup, shape: Shape) -> torch.nn.Module:
     return model
 
 
-def step_clock(start_step: int, end_step: int, device: str) -> Any:
-    """A TrainerCallback that stamps the time at the end of ``start_step`` and of ``end_step``."""
-    from transformers import TrainerCallback
-
-    class StepClock(TrainerCallback):
-        t0: float = float("nan")
-        t1: float = float("nan")
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step == start_step:
-                synchronize(device)
-                self.t0 = time.perf_counter()
-            elif state.global_step == end_step:
-                synchronize(device)
-                self.t1 = time.perf_counter()
-
-    return StepClock()
-
-
 def new_hf_trainer(setup: Setup, shape: Shape, sequences: np.ndarray, out: Path, optim: str | None,
                    callbacks: list[Any]) -> Any:
     from transformers import PrinterCallback, Trainer, default_data_collator
@@ -378,28 +299,11 @@ class Variant:
     load: list[float] = field(default_factory=list)
 
 
-def undisturbed(run: Callable[[], Any], wait: bool, label: str) -> tuple[Any, float]:
-    """``run()`` once no other benchmark runs, and again (up to TRIES times) while other processes kept more than
-    MAX_OTHER_LOAD cores busy during it; returns its result and the other load seen. ``wait=False``: once, at once."""
-    meter = LoadMeter()
-    for attempt in range(TRIES if wait else 1):
-        if wait:
-            wait_until_quiet()
-        meter.start()
-        result = run()
-        load = meter.stop()
-        if not wait or load <= MAX_OTHER_LOAD or attempt == TRIES - 1:
-            return result, load
-        say(f"  {label}: other processes kept {load:.2f} cores busy; discarded, again in 30 s")
-        time.sleep(30)
-    raise AssertionError("unreachable")
-
-
 def alternate(variants: list[Variant], repeat: int, wait: bool) -> None:
     """Each round runs every variant once, in order (A/B/C, A/B/C, ...), each undisturbed by other load."""
     for r in range(repeat):
         for v in variants:
-            seconds, load = undisturbed(v.run, wait, v.name)
+            seconds, load = quietly(v.run, wait, v.name)
             v.seconds.append(seconds)
             v.load.append(load)
             say(f"  round {r + 1}/{repeat} {v.name:<28} {seconds:8.2f} s  (other load {load:.2f} cores)")
@@ -452,24 +356,7 @@ def time_data_path(setup: Setup, seq_len: int, batch: int, batches: int, repeat:
             seconds.append(time.perf_counter() - t0)
         return seconds
 
-    return undisturbed(timings, wait, f"data path {batch} x {seq_len}")
-
-
-def cprofile_table(fn: Callable[[], object], top: int, only: str | None = None) -> str:
-    """cProfile of ``fn()``: the ``top`` functions by own time (or, with ``only``, the functions whose file path
-    contains it, by cumulative time) as a Markdown table."""
-    prof = cProfile.Profile()
-    prof.enable()
-    fn()
-    prof.disable()
-    stats = pstats.Stats(prof, stream=io.StringIO())
-    rows = []
-    for (file, line, name), (cc, nc, tt, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
-        if only is None or only in file:
-            short = "/".join(Path(file).parts[-2:]) if file != "~" else "~"
-            rows.append((tt if only is None else ct, [f"`{short}:{line} {name}`", f"{nc:,}", f"{tt:.3f}", f"{ct:.3f}"]))
-    rows.sort(key=lambda r: -r[0])
-    return markdown(["function", "calls", "own s", "cum s"], [r for _, r in rows[:top]])
+    return quietly(timings, wait, f"data path {batch} x {seq_len}")
 
 
 # ---------------------------------------------------------------------------------------------------- FLOPs
@@ -509,54 +396,16 @@ def matmul_flops(device: str, dtype: torch.dtype, n: int, repeat: int = 5) -> fl
 
 # ---------------------------------------------------------------------------------------------------- profiling
 
-def torch_profile_table(run_steps: Callable[[], None], device: str, top: int = 15) -> str:
-    """``torch.profiler`` operators of ``run_steps()`` by self CPU time, or on CUDA by self device time (Markdown)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with profile(activities=acts) as prof:
-        run_steps()
-    return operator_table(prof.key_averages(), device, top)
-
-
-def operator_table(averages: Any, device: str, top: int) -> str:
-    attr, label = ("self_device_time_total", "self CUDA") if device == "cuda" else ("self_cpu_time_total", "self CPU")
-    events = sorted(averages, key=lambda e: -getattr(e, attr))
-    total = sum(getattr(e, attr) for e in events) or 1
-    rows = [[f"`{e.key[:90]}`", f"{e.count:,}", f"{getattr(e, attr) / 1e6:.3f}", f"{100 * getattr(e, attr) / total:.1f}"]
-            for e in events[:top]]
-    return markdown(["operator", "calls", f"{label} s", f"% of {label}"], rows)
-
-
 def ours_steps(setup: Setup, shape: Shape, out: Path) -> Callable[[], None]:
     """A callable running ``shape.steps`` train steps of a trainer already past its warmup."""
-    trainer = new_pretrainer(setup, shape, out)
-    for _ in range(shape.warmup):
-        trainer.train_step()
-
-    def run() -> None:
-        for _ in range(shape.steps):
-            trainer.train_step()
-
-    return run
+    return after_warmup(new_pretrainer(setup, shape, out), shape.warmup, shape.steps)
 
 
 def hf_profiled(setup: Setup, shape: Shape, sequences: np.ndarray, out: Path, device: str) -> str:
     """torch.profiler table of the HF Trainer's timed steps (profiler started/stopped by a callback)."""
-    from torch.profiler import ProfilerActivity, profile
-    from transformers import TrainerCallback
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    prof = profile(activities=acts)
-
-    class Window(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step == shape.warmup:
-                prof.__enter__()
-            elif state.global_step == shape.total_steps:
-                prof.__exit__(None, None, None)
-
-    new_hf_trainer(setup, shape, sequences, out, None, [Window()]).train()
+    prof = torch_profiler(device)
+    window = profile_window(prof, shape.warmup, shape.total_steps)
+    new_hf_trainer(setup, shape, sequences, out, None, [window]).train()
     return operator_table(prof.key_averages(), device, 15)
 
 
@@ -609,18 +458,8 @@ def results_table(variants: list[Variant], shape: Shape, flops: Flops, peak: flo
 
 
 def machine_line(device: str) -> str:
-    m = machine()
-    dev = "cpu"
-    if device == "cuda" and torch.cuda.is_available():
-        dev = f"cuda ({torch.cuda.get_device_name(0)})"
-    return (f"nproc {m['nproc']}, RAM {m['ram']}, CPU {m['cpu']}, Python {m['python']}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), transformers {_transformers_version()}, device {dev}")
-
-
-def _transformers_version() -> str:
-    import transformers
-
-    return transformers.__version__
+    dev = f"cuda ({torch.cuda.get_device_name(0)})" if device == "cuda" and torch.cuda.is_available() else "cpu"
+    return torch_machine_line(dev, "transformers")
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -678,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     command, commit = command_line(), git_commit()
     shape = make_shape(args)
     if wait:
-        wait_until_quiet()
+        wait_until_quiet(pattern=WAIT_PATTERN)
     setup = build_setup(OUT)
     runs = OUT / "runs"
     flops = model_flops(setup, shape)
@@ -694,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         peak = None
         peak_label = "measured fp32 matmul"
     mm_dtype = torch.bfloat16 if shape.precision == "bf16" and shape.device == "cuda" else torch.float32
-    mm, _ = undisturbed(lambda: matmul_flops(shape.device, mm_dtype, 8192 if shape.device == "cuda" else 2048),
+    mm, _ = quietly(lambda: matmul_flops(shape.device, mm_dtype, 8192 if shape.device == "cuda" else 2048),
                         wait, "matmul")
     if peak is None:
         peak = mm
@@ -771,12 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         sections += profile_sections(setup, shape, sequences, runs, wait)
 
-    entry = "\n".join([
-        f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — pretraining loop throughput vs HF Trainer; "
-        "data path", "", f"- command: `{command}`", f"- machine: {machine_line(shape.device)}",
-        f"- commit: {commit}" + (f" at the start, {git_commit()} at the end (the tree changed during the run)"
-                                 if git_commit() != commit else ""),
-        *lines, "", *sections])
+    entry = "\n".join([*header("pretraining loop throughput vs HF Trainer; data path", command, commit,
+                                machine_line(shape.device)), *lines, "", *sections])
     print("\n" + entry)
     if record:
         append_results(entry)
@@ -786,13 +621,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def profile_sections(setup: Setup, shape: Shape, sequences: np.ndarray, runs: Path, wait: bool) -> list[str]:
     """--profile: torch.profiler tables of ours and HF, cProfile of our loop, AdamW step alone (each undisturbed)."""
-    ours_ops, _ = undisturbed(lambda: torch_profile_table(ours_steps(setup, shape, runs / "prof"), shape.device),
+    ours_ops, _ = quietly(lambda: torch_profile_table(ours_steps(setup, shape, runs / "prof"), shape.device),
                               wait, "torch.profiler ours")
-    hf_ops, _ = undisturbed(lambda: hf_profiled(setup, shape, sequences, runs / "hf-prof", shape.device), wait,
+    hf_ops, _ = quietly(lambda: hf_profiled(setup, shape, sequences, runs / "hf-prof", shape.device), wait,
                             "torch.profiler HF")
-    loop, _ = undisturbed(lambda: cprofile_table(ours_steps(setup, shape, runs / "prof"), 12, only="/train/"), wait,
+    loop, _ = quietly(lambda: cprofile_table(ours_steps(setup, shape, runs / "prof"), 12, only="/train/"), wait,
                           "cProfile ours")
-    adamw, _ = undisturbed(lambda: optimizer_step_times(setup, shape), wait, "optimizer.step")
+    adamw, _ = quietly(lambda: optimizer_step_times(setup, shape), wait, "optimizer.step")
     return ["", f"torch.profiler, {shape.steps} steps after {shape.warmup} warmup (separate, untimed runs), top "
             f"operators by self {'CUDA' if shape.device == 'cuda' else 'CPU'} time. Ours:", "", ours_ops, "", "HF Trainer (default optim):", "", hf_ops,
             "", "cProfile of our loop (same steps; profiler overhead included), project (`train/`) functions by "
