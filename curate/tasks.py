@@ -24,6 +24,10 @@ from curate.recipe import KeepRemoved, StepSpec
 from curate.steps import REGISTRY, GlobalStep, MapStep, Step
 from curate.steps.base import Decisions, SideStore, histogram
 
+SEGMENT_CODEC = "lz4"
+"""codec of the documents a segment hands to the next (temporary files, read once)"""
+
+
 class Worker:
     """Per-process state: step instances (models loaded once) and cached decisions."""
 
@@ -226,7 +230,8 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
     def kept_writer(domain: str) -> AtomicWriter:
         if domain not in kept_writers:
             path = lay.final_out(domain, unit_index) if seg.last else lay.segment_out(seg.index, unit_index)
-            kept_writers[domain] = AtomicWriter(path, schema, out_cfg.compression)
+            # intermediate segments are read once and deleted: a fast codec, not the output's
+            kept_writers[domain] = AtomicWriter(path, schema, out_cfg.compression if seg.last else SEGMENT_CODEC)
         return kept_writers[domain]
 
     if not seg.last:
