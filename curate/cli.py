@@ -143,7 +143,7 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     commands = {"run": _cmd_run, "validate": _cmd_validate, "inspect": _cmd_inspect, "lm": _cmd_lm,
-                    "classifier": _cmd_classifier}
+                "classifier": _cmd_classifier}
     return cli.run(_parser(), commands, argv, interrupted="run the same command again to resume")
 
 

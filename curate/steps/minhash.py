@@ -285,7 +285,7 @@ class MinhashDedup(GlobalStep):
         (d / "params.json").write_text(json.dumps({**self.index_params(), "documents": row}, indent=2) + "\n")
 
     def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:
-        cols = decisions.lookup(batch, {"dup_cluster": pa.string(), "dup_count": pa.int32(), "reason": pa.string()})
+        cols = decisions.lookup(batch, {**self.columns, "reason": pa.string()})
         batch = batch.append_column("dup_cluster", cols["dup_cluster"])
         batch = batch.append_column("dup_count", pc.fill_null(cols["dup_count"], 1))
         return batch, cols["reason"]
