@@ -11,8 +11,8 @@ What it measures, in one run, on one base model, one data set and one LoRA confi
   (``train.sft_data.prepare`` via the SFTTrainer: identical ``input_ids`` and ``labels``) in ours' epoch order
   (``train_sampling_strategy="sequential"``), one sample per row, padded to the longest of each batch by
   ``DataCollatorForSeq2Seq`` (labels padded with -100); ``per_device_train_batch_size`` equal to ours, the same
-  optimizer (``optim="adamw_torch"``: the ``torch.optim.AdamW`` ours uses; lr, betas, no weight decay, grad clip
-  1.0, linear warmup then cosine to 10 % of lr), no eval, no saving, no logging, ``report_to=[]``,
+  optimizer (``optim="adamw_torch_fused"``: the fused ``torch.optim.AdamW`` ours uses; lr, betas, no weight
+  decay, grad clip 1.0, linear warmup then cosine to 10 % of lr), no eval, no saving, no logging, ``report_to=[]``,
   ``dataloader_num_workers=0``, ``use_cpu=True``.
 * Both: fp32 on CPU, the same micro-batch size (rows per step), grad_accum 1, ``--warmup`` untimed optimizer steps
   then ``--steps`` timed ones in a freshly built trainer; the loops alternate (A/B, A/B, ...) ``--repeat`` times
@@ -188,7 +188,7 @@ def hf_arguments(shape: Shape, out: Path, sampling: str) -> Any:
         output_dir=str(out), per_device_train_batch_size=shape.batch, gradient_accumulation_steps=1,
         max_steps=shape.total_steps, learning_rate=LR, weight_decay=0.0, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
         adam_epsilon=1e-8, max_grad_norm=GRAD_CLIP, lr_scheduler_type="cosine_with_min_lr",
-        lr_scheduler_kwargs={"min_lr_rate": MIN_LR_RATIO}, warmup_steps=shape.lr_warmup, optim="adamw_torch",
+        lr_scheduler_kwargs={"min_lr_rate": MIN_LR_RATIO}, warmup_steps=shape.lr_warmup, optim="adamw_torch_fused",
         eval_strategy="no", save_strategy="no", logging_strategy="no", report_to=[], dataloader_num_workers=0,
         use_cpu=True, seed=SEED, disable_tqdm=True, remove_unused_columns=False, label_names=["labels"],
         train_sampling_strategy=sampling)
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         data_line(probe),
         f"- micro-batch {shape.batch} rows (max_len {shape.max_len}), grad_accum 1, fp32 CPU, {shape.warmup} warmup "
         f"+ {shape.steps} timed optimizer steps per run, {args.repeat} alternating rounds (A/B), median; AdamW "
-        f"(torch.optim.AdamW both) lr {LR:g}, betas {BETAS}, no weight decay, clip {GRAD_CLIP}, warmup "
+        f"(fused torch.optim.AdamW both) lr {LR:g}, betas {BETAS}, no weight decay, clip {GRAD_CLIP}, warmup "
         f"{shape.lr_warmup} then cosine to {MIN_LR_RATIO:g} x lr",
         "- throughput = sample tokens (pad excluded) of the micro-batches of the timed steps / seconds; non-pad "
         "fraction = sample tokens / (rows x longest row in the batch)",

@@ -13,8 +13,9 @@ micro-batch shape:
   settings (AdamW, lr, betas, weight decay, eps, grad clip 1.0, linear warmup then cosine to 10 % of lr),
   ``per_device_train_batch_size`` equal to ours, no eval, no saving, no logging, ``report_to=[]``,
   ``dataloader_num_workers=0``, ``use_cpu=True`` on CPU, and ``use_cache`` off (as in our loop). Two rows: HF's
-  default optimizer implementation (``adamw_torch_fused`` for torch >= 2.8) and ``optim="adamw_torch"`` (the same
-  ``torch.optim.AdamW`` implementation ours uses), which separates "loop machinery" from "optimizer kernel".
+  default optimizer implementation (``adamw_torch_fused`` for torch >= 2.8, the fused ``torch.optim.AdamW`` ours
+  uses too) and ``optim="adamw_torch"`` (the per-tensor loop), which separates "loop machinery" from "optimizer
+  kernel".
 * Each variant runs ``--warmup`` untimed steps, then ``--steps`` timed steps, in a freshly built trainer; the
   variants alternate (A/B/C, A/B/C, ...) ``--repeat`` times and the median is reported. Ratio ours/HF (issue
   target >= 1.0x: our machinery must cost nothing).
@@ -39,7 +40,7 @@ Before setup and before each timed block the script waits until no other benchma
 (``pgrep -f "benchmarks/(pipeline|minhash|dedup|langid|perplexity|quality)"``, polled every 30 s); a timing during
 which other processes kept more than 0.25 cores busy (from /proc/stat) is discarded and taken again (up to 8 times;
 the load seen is reported). On 2 cores this matters: with torch's 2 threads, one busy core from elsewhere makes
-every multi-threaded op wait for a descheduled thread and slows small-op code (our AdamW) several-fold.
+every multi-threaded op wait for a descheduled thread and slows small-op code (a per-tensor AdamW) several-fold.
 
 Run (from the project root, with the project's virtualenv):
 
@@ -53,7 +54,9 @@ the 4000-token tokenizer of the setup (tied embeddings: ~88M parameters, 85M of 
 non-embedding part is that of a "125M" GPT-2/Llama-class model; a 32000-token tokenizer would add 21.5M embedding
 parameters, but SentencePiece cannot learn 32000 BPE merges from the ~3 MB quickstart corpus), trains in bf16
 autocast (``optim.precision: bf16`` for ours, ``bf16=True`` for HF), micro-batch 16 x 1024 by default, and reports
-MFU against ``--peak-tflops``. It has not been run on a GPU yet: it is ready for a GPU rerun. ``--dry-run`` runs
+MFU against ``--peak-tflops``; ``--compile`` compiles the model in both loops. RESULTS.md holds its H100 runs
+(eager and compiled, 16 and 64 x 1024; the files the command needs travel as ``benchmarks/.work/train_throughput``
+plus a pydantic wheel). ``--dry-run`` runs
 that configuration for 1 + 1 steps at a tiny shape (2 x 32) on whatever device there is, prints the table and the
 config, and records nothing.
 
@@ -545,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     default_optim = hf_default_optim()
     compiled = ", torch.compile" if shape.compile else ""
     variants = [
-        Variant("ours (train_step loop)", f"Pretrainer.train_step, torch.optim.AdamW fused (2 groups), {shape.precision}{compiled}",
+        Variant("ours (train_step loop)",
+                f"Pretrainer.train_step, torch.optim.AdamW fused (2 groups), {shape.precision}{compiled}",
                 lambda: time_ours(setup, shape, runs / "ours")),
         Variant("HF Trainer (default optim)", f"Trainer, optim={default_optim}, {shape.precision}{compiled}",
                 lambda: time_hf(setup, shape, sequences, runs / "hf", None)),
@@ -629,7 +633,8 @@ def profile_sections(setup: Setup, shape: Shape, sequences: np.ndarray, runs: Pa
                           "cProfile ours")
     adamw, _ = quietly(lambda: optimizer_step_times(setup, shape), wait, "optimizer.step")
     return ["", f"torch.profiler, {shape.steps} steps after {shape.warmup} warmup (separate, untimed runs), top "
-            f"operators by self {'CUDA' if shape.device == 'cuda' else 'CPU'} time. Ours:", "", ours_ops, "", "HF Trainer (default optim):", "", hf_ops,
+            f"operators by self {'CUDA' if shape.device == 'cuda' else 'CPU'} time. Ours:", "", ours_ops, "",
+            "HF Trainer (default optim):", "", hf_ops,
             "", "cProfile of our loop (same steps; profiler overhead included), project (`train/`) functions by "
             "cumulative time:", "", loop,
             "", "`optimizer.step()` alone on this model's parameters (random gradients, 20 steps):", "",
