@@ -1,8 +1,13 @@
 """MinHash-LSH math, vectorized: shingle hashes, signatures, band parameters and keys, connected components.
 
-Nothing here loops over shingles in Python. Each distinct word of a batch is hashed once, with a polynomial over its
-UTF-8 bytes (one ``np.add.reduceat``) and a 64-bit finalizer; a word n-gram is a finalized weighted sum of its word
-hashes. Two signature schemes share the estimator (fraction of equal signature values) and the banding:
+Nothing here loops over shingles in Python. The definitions are Arrow/NumPy: ``normalize_for_shingles`` (NFKC,
+lowercase, punctuation and symbols to spaces, CJK characters as words of their own), a whitespace split, and
+``word_hashes``: a polynomial over each word's UTF-8 bytes (ASCII digits folded to 0) and a 64-bit finalizer; a
+word n-gram is a finalized weighted sum of its word hashes. ``shingle_hashes`` computes exactly that in one
+compiled pass over the bytes (``lsh_kernels``), with a code point class table derived from Arrow's own regex and
+whitespace classes (``derive_shingle_classes``, shipped as ``data/shingle_classes.npz``); tests hold the two
+equal on real multilingual text. Two signature schemes share the estimator (fraction of equal signature values)
+and the banding:
 
 - ``oph`` (default): one-permutation hashing with optimal densification (Shrivastava, ICML 2017): each shingle hash
   picks one of ``num_perm`` bins and competes for that bin's minimum; empty bins borrow the value of a bin chosen by
@@ -14,11 +19,15 @@ hashes. Two signature schemes share the estimator (fraction of equal signature v
 
 from __future__ import annotations
 
+import functools
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from curate import lsh_kernels
 
 U64 = np.uint64
 _M1, _M2 = U64(0xFF51AFD7ED558CCD), U64(0xC4CEB9FE1A85EC53)
@@ -27,6 +36,8 @@ _CHUNK = 1 << 15
 EMPTY = np.uint32(0xFFFFFFFF)
 
 _CJK = r"([\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303f}\x{ff00}-\x{ffef}])"
+_PUNCT = r"[\p{P}\p{S}]"
+CLASSES_FILE = Path(__file__).parent / "data" / "shingle_classes.npz"
 
 
 def fmix64(h: np.ndarray) -> np.ndarray:
@@ -43,21 +54,50 @@ def fmix64(h: np.ndarray) -> np.ndarray:
 
 def normalize_for_shingles(text: pa.ChunkedArray | pa.Array) -> pa.Array:
     """NFKC, lowercase, punctuation/symbols -> space, CJK characters split into their own words, ends trimmed.
-    (Whitespace runs are folded by the word split, ASCII digits by the word hash.)"""
+    (Whitespace runs are folded by the word split, ASCII digits by the word hash.) The definition that
+    ``shingle_hashes`` computes in one compiled pass; used by tests and benchmarks' ground truth."""
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
-    non_ascii = pc.invert(pc.string_is_ascii(text))
-    if pc.any(non_ascii).as_py():  # NFKC and CJK splitting are the identity on ASCII: only touch other documents
-        sub = pc.filter(text, non_ascii)
-        todo = pa.array([not unicodedata.is_normalized("NFKC", x) for x in sub.to_pylist()])  # C quick check
-        if pc.any(todo).as_py():
-            sub = pc.replace_with_mask(sub, todo, pc.utf8_normalize(pc.filter(sub, todo), form="NFKC"))
-        if pc.any(pc.match_substring_regex(sub, _CJK)).as_py():
-            sub = pc.replace_substring_regex(sub, _CJK, " \\1 ")
-        text = pc.replace_with_mask(text, non_ascii, sub)
+    text = _nfkc_lower_non_ascii(text)
+    if pc.any(pc.match_substring_regex(text, _CJK)).as_py():
+        text = pc.replace_substring_regex(text, _CJK, " \\1 ")
     t = pc.utf8_lower(text)
-    t = pc.replace_substring_regex(t, r"[\p{P}\p{S}]", " ")
+    t = pc.replace_substring_regex(t, _PUNCT, " ")
     return pc.utf8_trim_whitespace(t)
+
+
+def derive_shingle_classes() -> np.ndarray:
+    """Per code point, how ``normalize_for_shingles`` + the whitespace split treat it in lowercased NFKC text:
+    ``SEP`` (punctuation, symbol or Arrow whitespace), ``OWN`` (a CJK character: a word of its own) or ``WORD``.
+    Asked of Arrow itself, one probe string per code point, so the compiled path cannot drift from it."""
+    cps = np.concatenate([np.arange(0, 0xD800), np.arange(0xE000, 0x110000)])
+    chars = pa.array([chr(c) for c in cps.tolist()])
+    probe = pc.replace_substring_regex(pc.binary_join_element_wise("a", chars, "b", ""), _PUNCT, " ")
+    sep = pc.list_value_length(pc.utf8_split_whitespace(probe)).to_numpy() != 1
+    own = pc.match_substring_regex(chars, _CJK).to_numpy(zero_copy_only=False)
+    classes = np.full(0x110000, lsh_kernels.WORD, dtype=np.uint8)
+    classes[cps[own]] = lsh_kernels.OWN
+    classes[cps[sep]] = lsh_kernels.SEP
+    return classes
+
+
+@functools.cache
+def shingle_classes() -> np.ndarray:
+    with np.load(CLASSES_FILE) as f:
+        return f["classes"]
+
+
+def _nfkc_lower_non_ascii(text: pa.Array) -> pa.Array:
+    """NFKC (where the text is not NFKC already) and lowercase, applied to the non-ASCII documents only: on ASCII
+    both are left to the compiled pass (NFKC is the identity there, lowercasing one table lookup)."""
+    non_ascii = pc.invert(pc.string_is_ascii(text))
+    if not pc.any(non_ascii).as_py():
+        return text
+    sub = pc.filter(text, non_ascii)
+    todo = pa.array([not unicodedata.is_normalized("NFKC", x) for x in sub.to_pylist()])  # C quick check
+    if pc.any(todo).as_py():
+        sub = pc.replace_with_mask(sub, todo, pc.utf8_normalize(pc.filter(sub, todo), form="NFKC"))
+    return pc.replace_with_mask(text, non_ascii, pc.utf8_lower(sub))
 
 
 _BYTE_MAP = np.arange(256, dtype=np.uint64)
@@ -105,33 +145,17 @@ def shingle_hashes(text: pa.ChunkedArray | pa.Array, ngram: int, seed: int = 0) 
 
     A document with fewer than ``ngram`` words (but at least one) has one shingle made of all its words; a document
     with no words has none. Shingles are not deduplicated here (the minimum does not care)."""
-    norm = normalize_for_shingles(text)
-    lists = pc.utf8_split_whitespace(norm)
-    if isinstance(lists, pa.ChunkedArray):
-        lists = lists.combine_chunks()
-    w_off = lists.offsets.to_numpy().astype(np.int64)
-    w_off -= w_off[0]
-    wh = word_hashes(lists.flatten())
-    counts = np.diff(w_off)
-    counts[pc.equal(pc.utf8_length(norm), 0).to_numpy(zero_copy_only=False)] = 0
-    n_sh = np.where(counts >= ngram, counts - ngram + 1, (counts > 0).astype(np.int64))
-    sh_off = np.concatenate([[0], np.cumsum(n_sh)])
-    total = int(sh_off[-1])
-    mult = _position_multipliers(ngram, seed)
-    starts = np.repeat(w_off[:-1], n_sh) + (np.arange(total) - np.repeat(sh_off[:-1], n_sh))
-    widths = np.minimum(np.repeat(counts, n_sh), ngram)
-    acc = np.zeros(total, dtype=U64)
-    full = widths == ngram
-    with np.errstate(over="ignore"):
-        if len(wh) >= ngram:  # sliding windows over all words; pick those that stay inside their document
-            window = wh[: len(wh) - ngram + 1] * mult[0]
-            for k in range(1, ngram):
-                window += wh[k: len(wh) - ngram + 1 + k] * mult[k]
-            acc[full] = window[starts[full]]
-        for i in np.flatnonzero(~full):  # documents shorter than ngram words: one shingle of all their words
-            w = int(widths[i])
-            acc[i] = (wh[starts[i]: starts[i] + w] * mult[:w]).sum(dtype=U64)
-    return fmix64(acc ^ widths.astype(U64)), sh_off
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    text = _nfkc_lower_non_ascii(text)
+    if len(text) == 0:
+        return np.zeros(0, U64), np.zeros(1, np.int64)
+    large = pa.types.is_large_string(text.type)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64 if large else np.int32,
+                            count=len(text) + 1, offset=text.offset * (8 if large else 4)).astype(np.int64)
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None \
+        else np.zeros(0, np.uint8)
+    return lsh_kernels.shingle_hashes(data, offsets, shingle_classes(), _position_multipliers(ngram, seed))
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,34 +167,18 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def oph_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     """One-permutation hashing with optimal densification: uint32 signature rows; rows of documents without
-    shingles are all ``EMPTY``."""
-    n_docs = len(offsets) - 1
-    k = num_perm
-    counts = np.diff(offsets)
-    mixed = fmix64(hashes ^ U64(seed & 0xFFFFFFFFFFFFFFFF))
-    with np.errstate(over="ignore"):
-        bins = ((mixed >> U64(32)) * U64(k)) >> U64(32)
-    values = (mixed & U64(0xFFFFFFFF)).astype(np.uint32)
-    doc = np.repeat(np.arange(n_docs, dtype=np.int64), counts)
-    sig = np.full(n_docs * k, EMPTY, dtype=np.uint32)
-    np.minimum.at(sig, doc * k + bins.astype(np.int64), values)
-    filled = np.zeros(n_docs * k, dtype=bool)
-    filled[doc * k + bins.astype(np.int64)] = True
-    sig, filled = sig.reshape(n_docs, k), filled.reshape(n_docs, k)
-    has = counts > 0
-    rows, cols = np.nonzero(~filled & has[:, None])
-    if len(rows):
-        source = sig.copy()
-        rng = np.random.default_rng(seed ^ 0xD3A5E)
-        attempt = 0
-        while len(rows):
-            attempt += 1
-            probe = rng.integers(0, k, size=k) if attempt <= 4 * k else (cols + attempt) % k
-            target = probe[cols] if attempt <= 4 * k else probe
-            ok = filled[rows, target]
-            sig[rows[ok], cols[ok]] = source[rows[ok], target[ok]]
-            rows, cols = rows[~ok], cols[~ok]
-    return sig
+    shingles are all ``EMPTY``. An empty bin borrows the value of the first filled bin on its fixed random probe
+    sequence (the same for every document, from ``seed``)."""
+    return lsh_kernels.oph_signatures(hashes, offsets.astype(np.int64), num_perm,
+                                      U64(seed & 0xFFFFFFFFFFFFFFFF), _densify_probes(num_perm, seed), EMPTY)
+
+
+@functools.cache
+def _densify_probes(num_perm: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed ^ 0xD3A5E)
+    probes = np.stack([rng.integers(0, num_perm, size=num_perm) for _ in range(4 * num_perm)])
+    probes.flags.writeable = False
+    return probes
 
 
 def signatures(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -258,22 +266,13 @@ def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 def jaccard_pairs(a: np.ndarray, a_len: np.ndarray, b: np.ndarray, b_len: np.ndarray) -> np.ndarray:
     """Exact Jaccard of many pairs of sets at once. Pair ``i`` compares the ``a_len[i]`` values of ``a`` (and of
-    ``b``) that follow the previous pairs'; each set is sorted, unique, uint32. The pair index goes into the high
-    32 bits so that both sides become one sorted uint64 array each and one ``searchsorted`` counts every
-    intersection: no per-pair Python work."""
+    ``b``) that follow the previous pairs'; each set is sorted, unique, uint32. One compiled linear merge per pair."""
     n = len(a_len)
     if n == 0:
         return np.zeros(0, dtype=np.float64)
-    pair_a = np.repeat(np.arange(n, dtype=np.uint64), a_len)
-    pair_b = np.repeat(np.arange(n, dtype=np.uint64), b_len)
-    key_a = (pair_a << np.uint64(32)) | a.astype(np.uint64)
-    key_b = (pair_b << np.uint64(32)) | b.astype(np.uint64)
-    if len(key_a) and len(key_b):
-        pos = np.minimum(np.searchsorted(key_a, key_b), len(key_a) - 1)
-        inter = np.bincount(pair_b[key_a[pos] == key_b].astype(np.int64), minlength=n)
-    else:
-        inter = np.zeros(n, dtype=np.int64)
-    union = a_len.astype(np.int64) + b_len.astype(np.int64) - inter
+    a_len, b_len = a_len.astype(np.int64), b_len.astype(np.int64)
+    inter = lsh_kernels.intersections(a, a_len, b, b_len)
+    union = a_len + b_len - inter
     return np.divide(inter, union, out=np.zeros(n, dtype=np.float64), where=union > 0)
 
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from curate import lsh
+from curate import lsh, lsh_kernels
 from curate.arrow_io import AtomicIPCWriter, read_ipc
 from curate.steps.base import Decisions, GlobalStep, SideStore, StepContext, StepParams
 
@@ -320,7 +320,7 @@ class _ShingleSets:
         out = np.empty(int(length.sum()), dtype=np.uint32)
         dest = np.cumsum(length) - length
         for c, sel in _groups(chunk):
-            out[lsh.ranges(dest[sel], length[sel])] = self.chunks[c][1][lsh.ranges(begin[sel], length[sel])]
+            lsh_kernels.copy_runs(self.chunks[c][1], begin[sel], length[sel], dest[sel], out)
         return out, length
 
 

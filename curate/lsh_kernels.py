@@ -1,0 +1,179 @@
+"""Compiled (numba) loops behind ``curate.lsh``: one pass over a batch's UTF-8 bytes from text to shingle hashes,
+and one-permutation signatures.
+
+They compute exactly what the Arrow/NumPy definitions in ``lsh`` define (``normalize_for_shingles`` -> whitespace
+split -> ``word_hashes`` -> weighted n-gram sums), without materializing the normalized text, the word list or
+the dictionary of distinct words: per byte, one table lookup and one multiply-add. Compiled once per machine
+(``cache=True`` keeps the machine code beside this file or in numba's user cache).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+WORD, SEP, OWN = 0, 1, 2  # code point classes: part of a word, separator, a word of its own (CJK characters)
+
+_M1, _M2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+_BASE = np.uint64(0x100000001B3)
+_S33, _S32 = np.uint64(33), np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fmix64(h: np.uint64) -> np.uint64:
+    h ^= h >> _S33
+    h *= _M1
+    h ^= h >> _S33
+    h *= _M2
+    h ^= h >> _S33
+    return h
+
+
+@njit(cache=True, nogil=True)
+def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, mult: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the word ``len(mult)``-shingles of documents ``data[offsets[i]:offsets[i+1]]`` (valid UTF-8, NFKC
+    and lowercased where not ASCII), flattened, and per-document offsets into them."""
+    ngram = len(mult)
+    n_docs = len(offsets) - 1
+    sh_off = np.zeros(n_docs + 1, dtype=np.int64)
+    bound = 0
+    for d in range(n_docs):
+        bound += (offsets[d + 1] - offsets[d] + 1) // 2 + 1
+    out = np.empty(bound, dtype=np.uint64)
+    words = np.empty(256, dtype=np.uint64)
+    one = np.uint64(1)
+    n_out = 0
+    for d in range(n_docs):
+        i, end = offsets[d], offsets[d + 1]
+        if len(words) < (end - i + 1) // 2 + 1:  # room for the most words a document of this size can hold
+            words = np.empty(2 * ((end - i + 1) // 2 + 1), dtype=np.uint64)
+        n_words = 0
+        h, p, w_len = np.uint64(0), one, 0
+        while i < end:
+            b = data[i]
+            if b < 0x80:  # ASCII: lowercase and digit folding by table, never a word of its own
+                if classes[b] == WORD:
+                    x = np.uint64(b + 32 if 65 <= b <= 90 else (48 if 49 <= b <= 57 else b))  # lowercase, 1-9 -> 0
+                    h += (x + one) * p
+                    p *= _BASE
+                    w_len += 1
+                elif w_len:
+                    words[n_words] = _fmix64(h ^ np.uint64(w_len))
+                    n_words += 1
+                    h, p, w_len = np.uint64(0), one, 0
+                i += 1
+                continue
+            nb = 2 if b < 0xE0 else (3 if b < 0xF0 else 4)
+            if i + nb > end:  # a truncated sequence (not valid UTF-8): part of a word, never read past the end
+                cls, nb = WORD, end - i
+            elif nb == 2:
+                cls = classes[(np.int64(b & 0x1F) << 6) | np.int64(data[i + 1] & 0x3F)]
+            elif nb == 3:
+                cls = classes[(np.int64(b & 0x0F) << 12) | (np.int64(data[i + 1] & 0x3F) << 6)
+                              | np.int64(data[i + 2] & 0x3F)]
+            else:
+                cls = classes[((np.int64(b & 0x07) << 18) | (np.int64(data[i + 1] & 0x3F) << 12)
+                               | (np.int64(data[i + 2] & 0x3F) << 6) | np.int64(data[i + 3] & 0x3F)) % len(classes)]
+            if cls == WORD:
+                for j in range(i, i + nb):
+                    h += (np.uint64(data[j]) + one) * p
+                    p *= _BASE
+                w_len += nb
+            else:
+                if w_len:
+                    words[n_words] = _fmix64(h ^ np.uint64(w_len))
+                    n_words += 1
+                    h, p, w_len = np.uint64(0), one, 0
+                if cls == OWN:  # the character itself, as a one-character word
+                    for j in range(i, i + nb):
+                        h += (np.uint64(data[j]) + one) * p
+                        p *= _BASE
+                    words[n_words] = _fmix64(h ^ np.uint64(nb))
+                    n_words += 1
+                    h, p = np.uint64(0), one
+            i += nb
+        if w_len:
+            words[n_words] = _fmix64(h ^ np.uint64(w_len))
+            n_words += 1
+        width = min(n_words, ngram)
+        n_sh = n_words - ngram + 1 if n_words >= ngram else (1 if n_words else 0)
+        for s in range(n_sh):
+            acc = np.uint64(0)
+            for k in range(width):
+                acc += words[s + k] * mult[k]
+            out[n_out] = _fmix64(acc ^ np.uint64(width))
+            n_out += 1
+        sh_off[d + 1] = n_out
+    return out[:n_out].copy(), sh_off
+
+
+@njit(cache=True, nogil=True)
+def oph_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: np.uint64, probes: np.ndarray,
+                   empty: np.uint32) -> np.ndarray:
+    """One-permutation hashing with optimal densification; ``probes[a, c]`` is the bin an empty bin ``c`` borrows
+    from at attempt ``a`` (then ``(c + a + 1) % num_perm`` once the table is exhausted)."""
+    n_docs = len(offsets) - 1
+    k = np.uint64(num_perm)
+    sig = np.full((n_docs, num_perm), empty, dtype=np.uint32)
+    filled = np.zeros(num_perm, dtype=np.bool_)
+    source = np.empty(num_perm, dtype=np.uint32)
+    for d in range(n_docs):
+        lo, hi = offsets[d], offsets[d + 1]
+        if hi == lo:
+            continue
+        filled[:] = False
+        row = sig[d]
+        for s in range(lo, hi):
+            m = _fmix64(hashes[s] ^ seed)
+            b = np.int64(((m >> _S32) * k) >> _S32)
+            v = np.uint32(m & _LOW32)
+            filled[b] = True
+            if v < row[b]:
+                row[b] = v
+        source[:] = row
+        for c in range(num_perm):
+            if filled[c]:
+                continue
+            a = 0
+            while True:
+                t = probes[a, c] if a < probes.shape[0] else (c + a + 1) % num_perm
+                if filled[t]:
+                    row[c] = source[t]
+                    break
+                a += 1
+    return sig
+
+
+@njit(cache=True, nogil=True)
+def intersections(a: np.ndarray, a_len: np.ndarray, b: np.ndarray, b_len: np.ndarray) -> np.ndarray:
+    """Size of the intersection of each pair of sorted, unique runs: pair ``i`` is the ``a_len[i]`` values of ``a``
+    and the ``b_len[i]`` values of ``b`` after the previous pairs' (a linear merge per pair)."""
+    n = len(a_len)
+    out = np.zeros(n, dtype=np.int64)
+    ia, ib = 0, 0
+    for k in range(n):
+        i, i_end = ia, ia + a_len[k]
+        j, j_end = ib, ib + b_len[k]
+        c = 0
+        while i < i_end and j < j_end:
+            x, y = a[i], b[j]
+            if x == y:
+                c += 1
+                i += 1
+                j += 1
+            elif x < y:
+                i += 1
+            else:
+                j += 1
+        out[k] = c
+        ia, ib = i_end, j_end
+    return out
+
+
+@njit(cache=True, nogil=True)
+def copy_runs(src: np.ndarray, begin: np.ndarray, length: np.ndarray, dest: np.ndarray, out: np.ndarray) -> None:
+    """``out[dest[i]:dest[i] + length[i]] = src[begin[i]:begin[i] + length[i]]`` for each ``i``."""
+    for i in range(len(begin)):
+        out[dest[i]:dest[i] + length[i]] = src[begin[i]:begin[i] + length[i]]
