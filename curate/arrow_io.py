@@ -1,12 +1,12 @@
 """Writing Arrow data: atomic Parquet files, rolling Parquet shard writers cut by documents or bytes, and atomic
-Arrow IPC files (memory-mappable side data of global steps)."""
+Arrow IPC files (a run's temporary files under ``.work``, memory-mapped when read back)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,18 +41,22 @@ class AtomicWriter:
 
 
 class AtomicIPCWriter:
-    """Like :class:`AtomicWriter`, for an uncompressed Arrow IPC file that readers memory-map."""
+    """Like :class:`AtomicWriter`, for an Arrow IPC file: uncompressed (readers memory-map it without a copy) or,
+    to save disk, with IPC buffer compression (``lz4`` or ``zstd``)."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, compression: str = "none") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.schema = path, schema
         self.tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        self.rows = 0
         self._sink = pa.OSFile(str(self.tmp), "wb")
-        self._w = pa.ipc.new_file(self._sink, schema)
+        options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
+        self._w = pa.ipc.new_file(self._sink, schema, options=options)
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
             self._w.write_table(table.select(self.schema.names).cast(self.schema))
+            self.rows += table.num_rows
 
     def close(self) -> None:
         self._w.close()
@@ -61,8 +65,17 @@ class AtomicIPCWriter:
 
 
 def read_ipc(path: Path) -> pa.Table:
-    """Memory-map an Arrow IPC file written by :class:`AtomicIPCWriter` (no copy)."""
+    """An Arrow IPC file written by :class:`AtomicIPCWriter`, memory-mapped (no copy unless compressed)."""
     return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+
+
+def iter_ipc(path: Path, batch_size: int) -> Iterator[pa.Table]:
+    """An Arrow IPC file in tables of at most ``batch_size`` rows, one record batch in memory at a time."""
+    reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+    for i in range(reader.num_record_batches):
+        rb = reader.get_batch(i)
+        for start in range(0, rb.num_rows, batch_size):
+            yield pa.Table.from_batches([rb.slice(start, batch_size)])
 
 
 def sha256_file(path: Path) -> str:

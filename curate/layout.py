@@ -30,27 +30,27 @@ class Layout:
     def removed(self, step: str) -> Path:
         return self.root / "removed" / step
 
-    # intermediate files
+    # intermediate files: Arrow IPC (memory-mapped when read back)
     def segment_out(self, seg: int, unit: int) -> Path:
-        return self.work / f"seg{seg}" / f"u{unit:06d}.parquet"
+        return self.work / f"seg{seg}" / f"u{unit:06d}.arrow"
 
     def final_out(self, domain: str, unit: int) -> Path:
-        return self.work / "final" / domain / f"u{unit:06d}.parquet"
+        return self.work / "final" / domain / f"u{unit:06d}.arrow"
 
     def removed_out(self, step: str, unit: int) -> Path:
-        return self.work / "removed" / step / f"u{unit:06d}.parquet"
+        return self.work / "removed" / step / f"u{unit:06d}.arrow"
 
     def errors_out(self, unit: int) -> Path:
-        return self.work / "errors" / f"u{unit:06d}.parquet"
+        return self.work / "errors" / f"u{unit:06d}.arrow"
 
     def spill(self, step: str, part: int, unit: int) -> Path:
-        return self.work / "shuffle" / step / f"p{part:04d}" / f"u{unit:06d}.parquet"
+        return self.work / "shuffle" / step / f"p{part:04d}" / f"u{unit:06d}.arrow"
 
     def decisions(self, step: str, part: int) -> Path:
-        return self.work / "decisions" / step / f"p{part:04d}.parquet"
+        return self.work / "decisions" / step / f"p{part:04d}.arrow"
 
     def combined(self, step: str) -> Path:
-        return self.work / "decisions" / step / "combined.parquet"
+        return self.work / "decisions" / step / "combined.arrow"
 
     def side(self, step: str, unit: int) -> Path:
         return self.work / "side" / step / f"u{unit:06d}.arrow"

@@ -102,7 +102,7 @@ def _run(plan: Plan, lay: Layout, state: str, workers: int, keep_work: bool) -> 
                     for stage in ("shuffle", "side"):
                         shutil.rmtree(lay.work / stage / seg.apply.name, ignore_errors=True)
         domains = sorted(str(p.relative_to(lay.work / "final")) for p in (lay.work / "final").glob("**/")
-                         if any(p.glob("u*.parquet"))) if (lay.work / "final").exists() else []
+                         if any(p.glob("u*.arrow"))) if (lay.work / "final").exists() else []
         final = [Task(f"finalize/data/{d}", "finalize_domain", (d,)) for d in domains]
         final += [Task(f"finalize/removed/{s.name}", "finalize_side", (s.name,)) for s in recipe.steps]
         final.append(Task("finalize/errors", "finalize_side", ("errors",)))

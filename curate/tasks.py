@@ -13,20 +13,15 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import xxhash
 
-from curate.arrow_io import AtomicIPCWriter, AtomicWriter, ShardWriter, read_ipc
+from curate.arrow_io import AtomicIPCWriter, ShardWriter, iter_ipc, read_ipc
 from curate.layout import Layout, read_json, write_json_atomic
 from curate.plan import Plan, Segment, step_context
 from curate.readers import DOC_SCHEMA, ERROR_SCHEMA, read_unit
 from curate.recipe import KeepRemoved, StepSpec
 from curate.steps import REGISTRY, GlobalStep, MapStep, Step
 from curate.steps.base import Decisions, SideStore, histogram
-
-SEGMENT_CODEC = "lz4"
-"""codec of the documents a segment hands to the next (temporary files, read once)"""
-
 
 class Worker:
     """Per-process state: step instances (models loaded once) and cached decisions."""
@@ -64,7 +59,7 @@ def reduced_tables(lay: Layout, step: str, partitions: int, combined: bool = Fal
 
     def load(p: int) -> pa.Table:
         if p not in cache:
-            cache[p] = pq.read_table(lay.combined(step) if combined else lay.decisions(step, p))
+            cache[p] = read_ipc(lay.combined(step) if combined else lay.decisions(step, p))
         return cache[p]
 
     return Decisions(loader=load, count=1 if combined else partitions)
@@ -148,7 +143,7 @@ class _RemovedSink:
         self.policy, self.seed = policy, seed
         self.schema = schema.append(pa.field("reason", pa.string())).append(pa.field("_sample_key", pa.uint64()))
         self.rows = 0
-        self._w = AtomicWriter(path, self.schema, compression) if policy != "none" else None
+        self._w = AtomicIPCWriter(path, self.schema, compression) if policy != "none" else None
         self._held: list[pa.Table] = []
 
     def add(self, removed: pa.Table, why: pa.Array) -> None:
@@ -183,7 +178,7 @@ def _smallest(t: pa.Table, n: int) -> pa.Table:
     return t.take(idx)
 
 
-def _input_batches(w: Worker, seg: Segment, unit_index: int, errors: AtomicWriter | None,
+def _input_batches(w: Worker, seg: Segment, unit_index: int, errors: AtomicIPCWriter | None,
                    counters: dict[str, int]) -> Iterator[pa.Table]:
     batch_size = w.plan.recipe.model.executor.batch_size
     if seg.index == 0:
@@ -196,9 +191,7 @@ def _input_batches(w: Worker, seg: Segment, unit_index: int, errors: AtomicWrite
             if docs.num_rows:
                 yield docs
     else:
-        pf = pq.ParquetFile(w.layout.segment_out(seg.index - 1, unit_index))
-        for rb in pf.iter_batches(batch_size=batch_size):
-            yield pa.Table.from_batches([rb])
+        yield from iter_ipc(w.layout.segment_out(seg.index - 1, unit_index), batch_size)
 
 
 def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
@@ -208,7 +201,8 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
     task = map_task_id(seg.index, unit_index)
     in_schema = plan.schemas[seg.index - 1] if seg.index else None
     counters = {"read": 0, "errored": 0, "kept": 0}
-    errors = AtomicWriter(lay.errors_out(unit_index), ERROR_SCHEMA, out_cfg.compression) if seg.index == 0 else None
+    codec = plan.recipe.model.executor.work_compression
+    errors = AtomicIPCWriter(lay.errors_out(unit_index), ERROR_SCHEMA, codec) if seg.index == 0 else None
     stats = {spec.name: _StepStats() for spec in seg.steps}
     sinks: dict[str, _RemovedSink] = {}
     schema = plan.schemas[seg.index]
@@ -217,9 +211,9 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
         for name, dtype in REGISTRY[spec.name].columns.items():
             running = running.append(pa.field(name, dtype))
         sinks[spec.name] = _RemovedSink(lay.removed_out(spec.name, unit_index), running, out_cfg.keep_removed,
-                                        plan.recipe.model.seed, out_cfg.compression)
-    kept_writers: dict[str, AtomicWriter] = {}
-    spill: dict[int, AtomicWriter] = {}
+                                        plan.recipe.model.seed, codec)
+    kept_writers: dict[str, AtomicIPCWriter] = {}
+    spill: dict[int, AtomicIPCWriter] = {}
     key_step = w.step(seg.keys) if seg.keys else None
     P = w.ctx.partitions
     ordinal = 0
@@ -227,11 +221,10 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
     if isinstance(key_step, GlobalStep) and key_step.side_schema is not None:
         side = AtomicIPCWriter(lay.side(seg.keys.name, unit_index), key_step.side_schema)
 
-    def kept_writer(domain: str) -> AtomicWriter:
+    def kept_writer(domain: str) -> AtomicIPCWriter:
         if domain not in kept_writers:
             path = lay.final_out(domain, unit_index) if seg.last else lay.segment_out(seg.index, unit_index)
-            # intermediate segments are read once and deleted: a fast codec, not the output's
-            kept_writers[domain] = AtomicWriter(path, schema, out_cfg.compression if seg.last else SEGMENT_CODEC)
+            kept_writers[domain] = AtomicIPCWriter(path, schema, codec)
         return kept_writers[domain]
 
     if not seg.last:
@@ -267,8 +260,8 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
                 part_ids = (keys["_part_key"].to_numpy() % np.uint64(P)).astype(np.int64)
                 for p in np.unique(part_ids):
                     if p not in spill:
-                        spill[p] = AtomicWriter(lay.spill(seg.keys.name, int(p), unit_index), key_step.key_schema,
-                                                "none")
+                        spill[p] = AtomicIPCWriter(lay.spill(seg.keys.name, int(p), unit_index),
+                                                   key_step.key_schema, codec)
                     spill[p].write(keys.filter(pa.array(part_ids == p)))
     for wr in [*kept_writers.values(), *spill.values(), *([side] if side is not None else [])]:
         wr.close()
@@ -286,10 +279,10 @@ def run_reduce(w: Worker, spec: StepSpec, part: int) -> None:
     lay = w.layout
     step = w.step(spec)
     assert isinstance(step, GlobalStep)
-    files = sorted((lay.work / "shuffle" / spec.name / f"p{part:04d}").glob("u*.parquet"))
-    table = pa.concat_tables([pq.read_table(f) for f in files]) if files else step.key_schema.empty_table()
+    files = sorted((lay.work / "shuffle" / spec.name / f"p{part:04d}").glob("u*.arrow"))
+    table = pa.concat_tables([read_ipc(f) for f in files]) if files else step.key_schema.empty_table()
     decisions, counters = step.reduce(table, w.side_store(spec))
-    out = AtomicWriter(lay.decisions(spec.name, part), decisions.schema, "zstd")
+    out = AtomicIPCWriter(lay.decisions(spec.name, part), decisions.schema, w.plan.recipe.model.executor.work_compression)
     out.write(decisions)
     out.close()
     task = reduce_task_id(spec.name, part)
@@ -308,7 +301,7 @@ def run_combine(w: Worker, spec: StepSpec) -> None:
     assert isinstance(step, GlobalStep)
     reduced = reduced_tables(lay, spec.name, w.ctx.partitions)
     decisions, counters = step.combine(reduced, w.side_store(spec), lay.root)
-    out = AtomicWriter(lay.combined(spec.name), decisions.schema, "zstd")
+    out = AtomicIPCWriter(lay.combined(spec.name), decisions.schema, w.plan.recipe.model.executor.work_compression)
     out.write(decisions.sort_by([("_unit", "ascending"), ("_pos", "ascending")]))
     out.close()
     task = combine_task_id(spec.name)
@@ -320,12 +313,12 @@ def run_finalize_domain(w: Worker, domain: str) -> None:
     """Concatenate one domain's kept documents in input order and cut them into shards."""
     lay, plan = w.layout, w.plan
     cfg = plan.recipe.model.output
-    files = sorted((lay.work / "final" / domain).glob("u*.parquet"))
+    files = sorted((lay.work / "final" / domain).glob("u*.arrow"))
     out_schema = plan.output_schema
     writer = ShardWriter(lay.data / domain, lay.root, out_schema, cfg.compression, cfg.shard_docs, cfg.shard_bytes)
     for f in files:
-        for rb in pq.ParquetFile(f).iter_batches(batch_size=plan.recipe.model.executor.batch_size):
-            writer.write(pa.Table.from_batches([rb]).select(out_schema.names))
+        for t in iter_ipc(f, plan.recipe.model.executor.batch_size):
+            writer.write(t.select(out_schema.names))
     shards = writer.close()
     task = f"finalize/data/{domain}"
     write_json_atomic(lay.task_stats(task), {"shards": shards})
@@ -337,20 +330,20 @@ def run_finalize_side(w: Worker, what: str) -> None:
     lay, plan = w.layout, w.plan
     cfg = plan.recipe.model.output
     if what == "errors":
-        files = sorted((lay.work / "errors").glob("u*.parquet"))
+        files = sorted((lay.work / "errors").glob("u*.arrow"))
         target, schema = lay.errors, pa.schema([f for f in ERROR_SCHEMA if not f.name.startswith("_")])
         sample = None
     else:
-        files = sorted((lay.work / "removed" / what).glob("u*.parquet"))
+        files = sorted((lay.work / "removed" / what).glob("u*.arrow"))
         target = lay.removed(what)
         sample = cfg.keep_removed.sample if isinstance(cfg.keep_removed, KeepRemoved) else None
         schema = None
     tables_iter: Iterator[pa.Table]
     if sample is not None and files:
-        held = _smallest(pa.concat_tables([pq.read_table(f) for f in files]), sample)
+        held = _smallest(pa.concat_tables([read_ipc(f) for f in files]), sample)
         tables_iter = iter([held.sort_by([("_unit", "ascending"), ("_pos", "ascending")])])
     else:
-        tables_iter = (pa.Table.from_batches([rb]) for f in files for rb in pq.ParquetFile(f).iter_batches())
+        tables_iter = (t for f in files for t in iter_ipc(f, plan.recipe.model.executor.batch_size))
     writer: ShardWriter | None = None
     for t in tables_iter:
         t = t.select([c for c in t.column_names if not c.startswith("_")])
