@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 import zstandard
 
@@ -34,6 +37,10 @@ ERROR_SCHEMA = pa.schema([
 RAW_PREVIEW = 2000
 BATCH_TEXT_BYTES = 64 * 2**20
 FILE_LEVEL_POS = -1
+JSONL_BLOCK_BYTES = 8 * 2**20
+_SPACE_CHARS = pa.array([""] + [chr(c) for c in range(0x110000) if chr(c).isspace()])
+_BLANK_TEXT = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACE_CHARS.to_pylist()[1:]) + "]*$"
+"""a text that str.strip() leaves empty"""
 
 
 @dataclass
@@ -48,17 +55,32 @@ class Unit:
 
 
 class _Batcher:
+    """Documents and error records of a unit, collected in order until a batch is full. Documents come one by one
+    (:meth:`doc`) or as Arrow tables already in the document schema (:meth:`add_docs`)."""
+
     def __init__(self, unit: Unit, batch_size: int) -> None:
         self.unit, self.batch_size = unit, batch_size
         self.docs: dict[str, list] = {k: [] for k in DOC_SCHEMA.names}
         self.errors: dict[str, list] = {k: [] for k in ERROR_SCHEMA.names}
+        self.tables: list[pa.Table] = []
+        self.rows = 0
         self.text_bytes = 0
 
     def doc(self, doc_id: str, text: str, source: str, pos: int) -> None:
         d = self.docs
         d["id"].append(doc_id), d["text"].append(text), d["domain"].append(self.unit.source.domain)
         d["source"].append(source), d["_unit"].append(self.unit.index), d["_pos"].append(pos)
+        self.rows += 1
         self.text_bytes += len(text)
+
+    def add_docs(self, docs: pa.Table, text_bytes: int) -> None:
+        self._tabulate()
+        self.tables.append(docs)
+        self.rows += docs.num_rows
+        self.text_bytes += text_bytes
+
+    def room(self) -> int:
+        return max(self.batch_size - self.rows, 0)
 
     def error(self, source: str, location: str, kind: str, error: str, raw: Any, pos: int) -> None:
         if isinstance(raw, (bytes, bytearray)):
@@ -70,16 +92,24 @@ class _Batcher:
         e["error"].append(error), e["raw"].append(raw), e["_unit"].append(self.unit.index), e["_pos"].append(pos)
 
     def full(self) -> bool:
-        return len(self.docs["id"]) >= self.batch_size or self.text_bytes >= BATCH_TEXT_BYTES
+        return self.rows >= self.batch_size or self.text_bytes >= BATCH_TEXT_BYTES
+
+    def pending(self) -> bool:
+        return bool(self.rows or self.errors["source"])
+
+    def _tabulate(self) -> None:
+        if self.docs["id"]:
+            self.tables.append(pa.Table.from_pydict(self.docs, schema=DOC_SCHEMA))
+            for col in self.docs.values():
+                col.clear()
 
     def flush(self) -> tuple[pa.Table, pa.Table]:
-        docs = pa.Table.from_pydict(self.docs, schema=DOC_SCHEMA)
+        self._tabulate()
+        docs = pa.concat_tables(self.tables).combine_chunks() if self.tables else DOC_SCHEMA.empty_table()
         errors = pa.Table.from_pydict(self.errors, schema=ERROR_SCHEMA)
-        for col in self.docs.values():
-            col.clear()
         for col in self.errors.values():
             col.clear()
-        self.text_bytes = 0
+        self.tables, self.rows, self.text_bytes = [], 0, 0
         return docs, errors
 
 
@@ -153,35 +183,127 @@ def _doc_id(rec: dict, id_field: str | None, name: str, lineno: int) -> str | No
 
 
 def _read_jsonl(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
-    src = b.unit.source
-    base = file_index << 40
+    """Lines gathered into blocks of about ``JSONL_BLOCK_BYTES``; a block is parsed by Arrow's JSON reader when every
+    record in it is a clean document, else line by line (the same result: the fast path only handles what it can)."""
     lineno = 0
-    with _open_stream(path, src.format or "jsonl") as stream:
-        for line in stream:
-            lineno += 1
-            if not line.strip():
-                continue
-            loc, pos = f"line {lineno}", base + lineno
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                try:
-                    line.decode("utf-8")
-                    b.error(name, loc, "bad_json", f"malformed JSON: {e}", line, pos)
-                except UnicodeDecodeError as u:
-                    b.error(name, loc, "bad_utf8", f"invalid UTF-8 at byte {u.start}", line, pos)
-            else:
-                if not isinstance(rec, dict):
-                    b.error(name, loc, "bad_json", f"expected a JSON object, got {type(rec).__name__}", line, pos)
-                elif _check_text(b, rec.get(src.text_field), src.text_field, name, loc, line, pos,
-                                 src.max_doc_bytes):
-                    doc_id = _doc_id(rec, src.id_field, name, lineno)
-                    if doc_id is None:
-                        b.error(name, loc, "missing_field", f"no usable id field {src.id_field!r}", line, pos)
-                    else:
-                        b.doc(doc_id, rec[src.text_field], name, pos)
+    block: list[bytes] = []
+    size = 0
+    with _open_stream(path, b.unit.source.format or "jsonl") as stream:
+        try:
+            for line in stream:
+                block.append(line)
+                size += len(line)
+                if size >= JSONL_BLOCK_BYTES:
+                    yield from _jsonl_block(b, block, lineno, name, file_index)
+                    lineno += len(block)
+                    block, size = [], 0
+        except Exception:  # a stream that breaks off still delivers the lines read before the break
+            yield from _jsonl_block(b, block, lineno, name, file_index)
+            raise
+        yield from _jsonl_block(b, block, lineno, name, file_index)
+
+
+def _jsonl_block(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_index: int
+                 ) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Lines ``lineno + 1 ...`` of a file."""
+    if not lines:
+        return
+    docs = _clean_jsonl_docs(b, lines, lineno, name, file_index)
+    if docs is not None:
+        text_bytes = pc.sum(pc.binary_length(docs["text"])).as_py() or 0
+        start = 0
+        while start < docs.num_rows:
+            take = min(b.room() or b.batch_size, docs.num_rows - start)
+            b.add_docs(docs.slice(start, take), text_bytes * take // docs.num_rows)
+            start += take
             if b.full():
                 yield b.flush()
+        return
+    src = b.unit.source
+    base = file_index << 40
+    for line in lines:
+        lineno += 1
+        if not line.strip():
+            continue
+        loc, pos = f"line {lineno}", base + lineno
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            try:
+                line.decode("utf-8")
+                b.error(name, loc, "bad_json", f"malformed JSON: {e}", line, pos)
+            except UnicodeDecodeError as u:
+                b.error(name, loc, "bad_utf8", f"invalid UTF-8 at byte {u.start}", line, pos)
+        else:
+            if not isinstance(rec, dict):
+                b.error(name, loc, "bad_json", f"expected a JSON object, got {type(rec).__name__}", line, pos)
+            elif _check_text(b, rec.get(src.text_field), src.text_field, name, loc, line, pos, src.max_doc_bytes):
+                doc_id = _doc_id(rec, src.id_field, name, lineno)
+                if doc_id is None:
+                    b.error(name, loc, "missing_field", f"no usable id field {src.id_field!r}", line, pos)
+                else:
+                    b.doc(doc_id, rec[src.text_field], name, pos)
+        if b.full():
+            yield b.flush()
+
+
+def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_index: int) -> pa.Table | None:
+    """The documents of a block parsed by Arrow, or None when any record needs the line-by-line path: malformed
+    JSON or UTF-8, a text that is missing, not a string, blank or too large, an id that is missing or not a
+    string or integer, a repeated key (Arrow refuses it; orjson keeps the last)."""
+    src = b.unit.source
+    data = b"".join(lines)
+    nonblank = np.fromiter((bool(x.strip()) for x in lines), dtype=bool, count=len(lines))
+    fields = [(src.text_field, pa.string())] + ([(src.id_field, pa.string())] if src.id_field else [])
+    if not _valid_utf8(data):  # Arrow's JSON reader does not check
+        return None
+    try:
+        t = _arrow_json(data, pa.schema(fields))
+    except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+        if not (src.id_field and f"Column(/{src.id_field}) changed from string to number" in str(e)):
+            return None
+        try:  # integer ids
+            t = _arrow_json(data, pa.schema([fields[0], (src.id_field, pa.int64())]))
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            return None
+    if t.num_rows != int(nonblank.sum()):
+        return None
+    text = t[src.text_field].combine_chunks()
+    if text.null_count or pc.any(pc.greater(pc.binary_length(text), src.max_doc_bytes)).as_py() or _any_blank(text):
+        return None
+    line_numbers = pa.array(np.flatnonzero(nonblank) + lineno + 1)
+    if src.id_field:
+        ids = pc.cast(t[src.id_field].combine_chunks(), pa.string())
+        if ids.null_count:
+            return None
+    else:
+        ids = pc.binary_join_element_wise(f"{name}:", pc.cast(line_numbers, pa.string()), "")
+    n = t.num_rows
+    return pa.table([ids, text, pa.repeat(pa.scalar(src.domain, pa.string()), n),
+                     pa.repeat(pa.scalar(name, pa.string()), n), pa.repeat(pa.scalar(b.unit.index, pa.int32()), n),
+                     pc.add(line_numbers, pa.scalar(file_index << 40, pa.int64()))], schema=DOC_SCHEMA)
+
+
+def _any_blank(text: pa.Array) -> bool:
+    """Whether any string is empty or only whitespace (as ``str.strip`` sees it): only strings that begin with
+    whitespace are matched in full."""
+    maybe = pc.is_in(pc.utf8_slice_codeunits(text, 0, 1), value_set=_SPACE_CHARS)
+    return bool(pc.any(maybe).as_py()) and bool(pc.any(pc.match_substring_regex(pc.filter(text, maybe),
+                                                                                 _BLANK_TEXT)).as_py())
+
+
+def _valid_utf8(data: bytes) -> bool:
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    try:
+        pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)]).cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _arrow_json(data: bytes, schema: pa.Schema) -> pa.Table:
+    return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 20),
+                        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
 
 
 def _read_parquet(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
@@ -275,7 +397,7 @@ def read_unit(unit: Unit, batch_size: int) -> Iterator[tuple[pa.Table, pa.Table]
         except (pa.ArrowInvalid, OSError) as e:
             kind = "unreadable" if isinstance(e, OSError) and not isinstance(e, pa.ArrowException) else "corrupt_file"
             _file_error(b, unit, name, kind, f"{type(e).__name__}: {e}", file_index)
-    if b.docs["id"] or b.errors["source"]:
+    if b.pending():
         yield b.flush()
 
 
