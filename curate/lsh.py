@@ -4,9 +4,10 @@ Nothing here loops over shingles in Python. The definitions are Arrow/NumPy: ``n
 lowercase, punctuation and symbols to spaces, CJK characters as words of their own), a whitespace split, and
 ``word_hashes``: a polynomial over each word's UTF-8 bytes (ASCII digits folded to 0) and a 64-bit finalizer; a
 word n-gram is a finalized weighted sum of its word hashes. ``shingle_hashes`` computes exactly that in one
-compiled pass over the bytes (``lsh_kernels``), with a code point class table derived from Arrow's own regex and
-whitespace classes (``derive_shingle_classes``, shipped as ``data/shingle_classes.npz``); tests hold the two
-equal on real multilingual text. Two signature schemes share the estimator (fraction of equal signature values)
+compiled pass over the bytes (``lsh_kernels``) after one that applies NFKC and lowercasing code point by code point
+where that is exact, with tables derived from Arrow's own normalization, regex and whitespace classes
+(``derive_shingle_tables``, shipped as ``data/shingle_tables.npz``); tests hold the two equal on every code point
+and on real multilingual text. Two signature schemes share the estimator (fraction of equal signature values)
 and the banding:
 
 - ``oph`` (default): one-permutation hashing with optimal densification (Shrivastava, ICML 2017): each shingle hash
@@ -37,7 +38,7 @@ EMPTY = np.uint32(0xFFFFFFFF)
 
 _CJK = r"([\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303f}\x{ff00}-\x{ffef}])"
 _PUNCT = r"[\p{P}\p{S}]"
-CLASSES_FILE = Path(__file__).parent / "data" / "shingle_classes.npz"
+TABLES_FILE = Path(__file__).parent / "data" / "shingle_tables.npz"
 
 
 def fmix64(h: np.ndarray) -> np.ndarray:
@@ -81,10 +82,76 @@ def derive_shingle_classes() -> np.ndarray:
     return classes
 
 
+def derive_fold_rules() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per code point, what ``_nfkc_lower_non_ascii`` makes of it wherever it stands: ``IDENTITY``, the index of its
+    expansion (lowercased NFKC, asked of Arrow), or ``EXACT`` when its normalization may depend on its neighbours.
+
+    A code point is context-free when there is a normalization boundary before it: its compatibility decomposition
+    starts with a starter (combining class 0) that never composes with a preceding character (not the second of a
+    canonical composition pair, Hangul vowel and trailing jamo included). A text made only of such code points
+    normalizes code point by code point. Code points unassigned in Python's Unicode database are ``EXACT``."""
+    seconds = {chr(c) for c in (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3))}
+    for c in range(0x110000):
+        dec = unicodedata.decomposition(chr(c))
+        parts = dec.split()
+        if len(parts) == 2 and not dec.startswith("<"):
+            pair = chr(int(parts[0], 16)) + chr(int(parts[1], 16))
+            if unicodedata.normalize("NFC", pair) == chr(c):
+                seconds.add(pair[1])
+    cps = [c for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000]
+    folded = pc.utf8_lower(pc.utf8_normalize(pa.array([chr(c) for c in cps]), form="NFKC")).to_pylist()
+    rule = np.full(0x110000, lsh_kernels.IDENTITY, dtype=np.int32)
+    expansions: list[bytes] = []
+    for c, f in zip(cps, folded):
+        ch = chr(c)
+        d = unicodedata.normalize("NFKD", ch)
+        if unicodedata.category(ch) == "Cn" or not d or unicodedata.combining(d[0]) or d[0] in seconds:
+            rule[c] = lsh_kernels.EXACT
+        elif f != ch:
+            rule[c] = len(expansions)
+            expansions.append(f.encode("utf-8"))
+    exp_off = np.concatenate([[0], np.cumsum([len(e) for e in expansions])]).astype(np.int64)
+    return rule, exp_off, np.frombuffer(b"".join(expansions), dtype=np.uint8)
+
+
+def derive_shingle_tables() -> dict[str, np.ndarray]:
+    """What ``TABLES_FILE`` holds (``python -c "from curate import lsh; lsh.write_shingle_tables()"``)."""
+    rule, exp_off, exp_data = derive_fold_rules()
+    return {"classes": derive_shingle_classes(), "rule": rule, "exp_off": exp_off, "exp_data": exp_data}
+
+
+def write_shingle_tables(path: Path = TABLES_FILE) -> None:
+    np.savez_compressed(path, **derive_shingle_tables())
+
+
 @functools.cache
-def shingle_classes() -> np.ndarray:
-    with np.load(CLASSES_FILE) as f:
-        return f["classes"]
+def shingle_tables() -> dict[str, np.ndarray]:
+    with np.load(TABLES_FILE) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _fold(text: pa.Array) -> pa.Array:
+    """``_nfkc_lower_non_ascii`` in one compiled pass, code point by code point; documents holding a code point
+    whose normalization depends on its neighbours (combining marks, jamo...) take the exact Arrow path."""
+    t = shingle_tables()
+    data, offsets = _utf8_buffers(text)
+    out, new_off, exact = lsh_kernels.fold_chars(data, offsets, t["rule"], t["exp_off"], t["exp_data"])
+    folded = pa.Array.from_buffers(pa.large_string(), len(text), [None, pa.py_buffer(new_off), pa.py_buffer(out)])
+    if exact.any():
+        mask = pa.array(exact)
+        exactly = _nfkc_lower_non_ascii(pc.filter(text, mask)).cast(pa.large_string())
+        folded = pc.replace_with_mask(folded, mask, exactly)
+    return folded
+
+
+def _utf8_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """UTF-8 bytes and int64 offsets of a string array without nulls."""
+    large = pa.types.is_large_string(text.type)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64 if large else np.int32,
+                            count=len(text) + 1, offset=text.offset * (8 if large else 4)).astype(np.int64)
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None \
+        else np.zeros(0, np.uint8)
+    return data, offsets
 
 
 def _nfkc_lower_non_ascii(text: pa.Array) -> pa.Array:
@@ -147,15 +214,12 @@ def shingle_hashes(text: pa.ChunkedArray | pa.Array, ngram: int, seed: int = 0) 
     with no words has none. Shingles are not deduplicated here (the minimum does not care)."""
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
-    text = _nfkc_lower_non_ascii(text)
     if len(text) == 0:
         return np.zeros(0, U64), np.zeros(1, np.int64)
-    large = pa.types.is_large_string(text.type)
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64 if large else np.int32,
-                            count=len(text) + 1, offset=text.offset * (8 if large else 4)).astype(np.int64)
-    data = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None \
-        else np.zeros(0, np.uint8)
-    return lsh_kernels.shingle_hashes(data, offsets, shingle_classes(), _position_multipliers(ngram, seed))
+    if text.null_count:
+        text = pc.fill_null(text, "")
+    data, offsets = _utf8_buffers(_fold(text))
+    return lsh_kernels.shingle_hashes(data, offsets, shingle_tables()["classes"], _position_multipliers(ngram, seed))
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

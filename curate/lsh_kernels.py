@@ -109,6 +109,80 @@ def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, m
     return out[:n_out].copy(), sh_off
 
 
+IDENTITY, EXACT = -1, -2  # fold rules besides an expansion's index
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code_point(data: np.ndarray, i: int, nb: int) -> np.int64:
+    b = np.int64(data[i])
+    if nb == 2:
+        return ((b & 0x1F) << 6) | np.int64(data[i + 1] & 0x3F)
+    if nb == 3:
+        return ((b & 0x0F) << 12) | (np.int64(data[i + 1] & 0x3F) << 6) | np.int64(data[i + 2] & 0x3F)
+    return ((b & 0x07) << 18) | (np.int64(data[i + 1] & 0x3F) << 12) | (np.int64(data[i + 2] & 0x3F) << 6) \
+        | np.int64(data[i + 3] & 0x3F)
+
+
+@njit(cache=True, nogil=True)
+def _fold_doc(data: np.ndarray, start: int, end: int, rule: np.ndarray, exp_off: np.ndarray, exp_data: np.ndarray,
+              out: np.ndarray, o: int) -> int:
+    """Bytes of the folded document (written at ``out[o:]`` when ``out`` is given), or -1 when it holds a code
+    point whose rule is ``EXACT``."""
+    n = 0
+    i = start
+    write = len(out) > 0
+    while i < end:
+        b = data[i]
+        if b < 0x80:
+            if write:
+                out[o + n] = b
+            n += 1
+            i += 1
+            continue
+        nb = 2 if b < 0xE0 else (3 if b < 0xF0 else 4)
+        nb = min(nb, end - i)  # a truncated sequence (not valid UTF-8) is left as it is
+        cp = _code_point(data, i, nb) if nb > 1 else np.int64(-1)
+        r = rule[cp] if 0 <= cp < len(rule) else IDENTITY
+        if r == EXACT:
+            return -1
+        if r == IDENTITY:
+            if write:
+                out[o + n:o + n + nb] = data[i:i + nb]
+            n += nb
+        else:
+            lo, hi = exp_off[r], exp_off[r + 1]
+            if write:
+                out[o + n:o + n + hi - lo] = exp_data[lo:hi]
+            n += hi - lo
+        i += nb
+    return n
+
+
+@njit(cache=True, nogil=True)
+def fold_chars(data: np.ndarray, offsets: np.ndarray, rule: np.ndarray, exp_off: np.ndarray, exp_data: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each document with every non-ASCII code point replaced by its expansion (``rule[cp]`` indexes
+    ``exp_off``; ``IDENTITY`` keeps it), as new UTF-8 data and offsets, and which documents were left as they are
+    because they hold a code point whose rule is ``EXACT``."""
+    n_docs = len(offsets) - 1
+    new_off = np.zeros(n_docs + 1, dtype=np.int64)
+    exact = np.zeros(n_docs, dtype=np.bool_)
+    none = np.empty(0, dtype=np.uint8)
+    for d in range(n_docs):
+        n = _fold_doc(data, offsets[d], offsets[d + 1], rule, exp_off, exp_data, none, 0)
+        if n < 0:
+            exact[d] = True
+            n = offsets[d + 1] - offsets[d]
+        new_off[d + 1] = new_off[d] + n
+    out = np.empty(new_off[n_docs], dtype=np.uint8)
+    for d in range(n_docs):
+        if exact[d]:
+            out[new_off[d]:new_off[d + 1]] = data[offsets[d]:offsets[d + 1]]
+        else:
+            _fold_doc(data, offsets[d], offsets[d + 1], rule, exp_off, exp_data, out, new_off[d])
+    return out, new_off, exact
+
+
 @njit(cache=True, nogil=True)
 def oph_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: np.uint64, probes: np.ndarray,
                    empty: np.uint32) -> np.ndarray:

@@ -23,6 +23,9 @@ from curate.recipe import KeepRemoved, StepSpec
 from curate.steps import REGISTRY, GlobalStep, MapStep, Step
 from curate.steps.base import Decisions, SideStore, histogram
 
+SPILL_BUFFER_BYTES = 64 * 2**20
+
+
 class Worker:
     """Per-process state: step instances (models loaded once) and cached decisions."""
 
@@ -170,6 +173,42 @@ class _RemovedSink:
         self._w.close()
 
 
+class _Spill:
+    """One unit's keys of a global step, by shuffle partition: held in memory up to ``SPILL_BUFFER_BYTES``, then
+    appended to one file per partition (a few large writes instead of one per batch and partition)."""
+
+    def __init__(self, lay: Layout, step: str, unit: int, key_step: Step, partitions: int, codec: str) -> None:
+        assert isinstance(key_step, GlobalStep)
+        self.lay, self.step, self.unit, self.schema = lay, step, unit, key_step.key_schema
+        self.partitions, self.codec = partitions, codec
+        self.held: dict[int, list[pa.Table]] = {}
+        self.writers: dict[int, AtomicIPCWriter] = {}
+        self.bytes = 0
+
+    def add(self, keys: pa.Table) -> None:
+        part = (keys["_part_key"].to_numpy() % np.uint64(self.partitions)).astype(np.int64)
+        order = np.argsort(part, kind="stable")
+        keys = keys.take(pa.array(order))
+        bounds = np.searchsorted(part[order], np.arange(self.partitions + 1))
+        for p in np.flatnonzero(np.diff(bounds)).tolist():
+            self.held.setdefault(p, []).append(keys.slice(bounds[p], bounds[p + 1] - bounds[p]))
+        self.bytes += keys.nbytes
+        if self.bytes >= SPILL_BUFFER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        for p, tables in self.held.items():
+            if p not in self.writers:
+                self.writers[p] = AtomicIPCWriter(self.lay.spill(self.step, p, self.unit), self.schema, self.codec)
+            self.writers[p].write(pa.concat_tables(tables).combine_chunks())
+        self.held, self.bytes = {}, 0
+
+    def close(self) -> None:
+        self.flush()
+        for wr in self.writers.values():
+            wr.close()
+
+
 def _smallest(t: pa.Table, n: int) -> pa.Table:
     if t.num_rows <= n:
         return t
@@ -213,9 +252,9 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
         sinks[spec.name] = _RemovedSink(lay.removed_out(spec.name, unit_index), running, out_cfg.keep_removed,
                                         plan.recipe.model.seed, codec)
     kept_writers: dict[str, AtomicIPCWriter] = {}
-    spill: dict[int, AtomicIPCWriter] = {}
     key_step = w.step(seg.keys) if seg.keys else None
-    P = w.ctx.partitions
+    spill = _Spill(lay, seg.keys.name, unit_index, key_step, w.ctx.partitions, codec) \
+        if seg.keys and key_step is not None else None
     ordinal = 0
     side = None
     if isinstance(key_step, GlobalStep) and key_step.side_schema is not None:
@@ -257,13 +296,11 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
                 keys, side_rows = key_step.keys(sub)
                 if side is not None and side_rows is not None:
                     side.write(side_rows)
-                part_ids = (keys["_part_key"].to_numpy() % np.uint64(P)).astype(np.int64)
-                for p in np.unique(part_ids):
-                    if p not in spill:
-                        spill[p] = AtomicIPCWriter(lay.spill(seg.keys.name, int(p), unit_index),
-                                                   key_step.key_schema, codec)
-                    spill[p].write(keys.filter(pa.array(part_ids == p)))
-    for wr in [*kept_writers.values(), *spill.values(), *([side] if side is not None else [])]:
+                assert spill is not None
+                spill.add(keys)
+    if spill is not None:
+        spill.close()
+    for wr in [*kept_writers.values(), *([side] if side is not None else [])]:
         wr.close()
     for sink in sinks.values():
         sink.close()

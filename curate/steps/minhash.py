@@ -205,8 +205,8 @@ class MinhashDedup(GlobalStep):
     def combine(self, reduced: Decisions, side: SideStore | None, out: Path) -> tuple[pa.Table, dict[str, Any]]:
         assert side is not None
         tables = [t for _, t in reduced.partitions() if t.num_rows]
-        pairs = np.unique(np.stack([np.concatenate([t[c].to_numpy() for t in tables]) for c in ("u", "v")], axis=1),
-                          axis=0) if tables else np.zeros((0, 2), np.int64)
+        pairs = _unique_pairs(*(np.concatenate([t[c].to_numpy() for t in tables]) for c in ("u", "v"))) \
+            if tables else np.zeros((0, 2), np.int64)
         candidates = len(pairs)  # a pair found in several bands is verified once
         if self.params.verify and candidates:
             pairs = pairs[self._verify(pairs, side)]
@@ -355,8 +355,15 @@ def _bucket_pairs(members: np.ndarray, starts: np.ndarray, max_all: int) -> np.n
     if not us:
         return np.zeros((0, 2), dtype=np.int64)
     u, v = np.concatenate(us), np.concatenate(vs)
-    pairs = np.stack([np.minimum(u, v), np.maximum(u, v)], axis=1)
-    return np.unique(pairs, axis=0)
+    return _unique_pairs(np.minimum(u, v), np.maximum(u, v))
+
+
+def _unique_pairs(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Distinct ``(u, v)`` rows, sorted: one 64-bit key per pair (global indexes are below 2**32), one 1-D sort."""
+    if len(u) and max(int(u.max()), int(v.max())) >= 2**32:
+        raise ValueError("minhash_dedup indexes documents with 32 bits: more than 4,294,967,295 documents")
+    key = np.unique((u.astype(np.uint64) << np.uint64(32)) | v.astype(np.uint64))
+    return np.stack([(key >> np.uint64(32)).astype(np.int64), (key & np.uint64(0xFFFFFFFF)).astype(np.int64)], axis=1)
 
 
 def _shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.Array:
