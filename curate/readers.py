@@ -186,21 +186,30 @@ def _read_jsonl(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator
     """Lines gathered into blocks of about ``JSONL_BLOCK_BYTES``; a block is parsed by Arrow's JSON reader when every
     record in it is a clean document, else line by line (the same result: the fast path only handles what it can)."""
     lineno = 0
+    with _open_stream(path, b.unit.source.format or "jsonl") as stream:
+        for block in _line_blocks(stream):
+            yield from _jsonl_block(b, block, lineno, name, file_index)
+            lineno += len(block)
+
+
+def _line_blocks(stream: IO[bytes]) -> Iterator[list[bytes]]:
+    """The stream's lines in lists of about ``JSONL_BLOCK_BYTES``; a stream that breaks off still delivers the lines
+    read before the break, then raises."""
     block: list[bytes] = []
     size = 0
-    with _open_stream(path, b.unit.source.format or "jsonl") as stream:
-        try:
-            for line in stream:
-                block.append(line)
-                size += len(line)
-                if size >= JSONL_BLOCK_BYTES:
-                    yield from _jsonl_block(b, block, lineno, name, file_index)
-                    lineno += len(block)
-                    block, size = [], 0
-        except Exception:  # a stream that breaks off still delivers the lines read before the break
-            yield from _jsonl_block(b, block, lineno, name, file_index)
-            raise
-        yield from _jsonl_block(b, block, lineno, name, file_index)
+    try:
+        for line in stream:
+            block.append(line)
+            size += len(line)
+            if size >= JSONL_BLOCK_BYTES:
+                full, block, size = block, [], 0
+                yield full
+    except Exception:
+        if block:
+            yield block
+        raise
+    if block:
+        yield block
 
 
 def _jsonl_block(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_index: int
