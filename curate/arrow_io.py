@@ -70,12 +70,14 @@ def read_ipc(path: Path) -> pa.Table:
 
 
 def iter_ipc(path: Path, batch_size: int) -> Iterator[pa.Table]:
-    """An Arrow IPC file in tables of at most ``batch_size`` rows, one record batch in memory at a time."""
-    reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
-    for i in range(reader.num_record_batches):
-        rb = reader.get_batch(i)
-        for start in range(0, rb.num_rows, batch_size):
-            yield pa.Table.from_batches([rb.slice(start, batch_size)])
+    """An Arrow IPC file in tables of at most ``batch_size`` rows, one record batch in memory at a time (read, not
+    memory-mapped: a mapping would keep every page read so far resident until the file is closed)."""
+    with pa.OSFile(str(path), "r") as f:
+        reader = pa.ipc.open_file(f)
+        for i in range(reader.num_record_batches):
+            rb = reader.get_batch(i)
+            for start in range(0, rb.num_rows, batch_size):
+                yield pa.Table.from_batches([rb.slice(start, batch_size)])
 
 
 def sha256_file(path: Path) -> str:
