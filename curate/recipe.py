@@ -123,6 +123,7 @@ class Recipe:
         """Hash of everything that decides the output (not worker count, not where the output goes)."""
         data = self.model.model_dump(mode="json")
         data["executor"].pop("workers", None)
+        data["executor"].pop("work_compression", None)  # readers of work files take any codec
         data["output"].pop("dir", None)
         data["steps"] = [{"name": s.name, "params": s.params.model_dump(mode="json")} for s in self.steps]
         data["files"] = [[self.source_name(p) for p in fs] for fs in self.files]

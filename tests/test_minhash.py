@@ -116,11 +116,11 @@ def test_bucket_pairs_are_all_pairs_in_small_buckets_and_a_star_in_large_ones() 
     assert {tuple(p) for p in pairs.tolist()} == expected
 
 
-def test_result_does_not_depend_on_workers_partitions_or_batches(tmp_path: Path) -> None:
+def test_result_does_not_depend_on_workers_partitions_batches_or_work_codec(tmp_path: Path) -> None:
     docs = _corpus(random.Random(2))
     a = build_corpus(tmp_path, docs, ["minhash_dedup"], out_name="a", executor={"workers": 1, "partitions": 1})
     b = build_corpus(tmp_path, docs, ["minhash_dedup"], out_name="b",
-                     executor={"workers": 2, "partitions": 13, "batch_size": 3})
+                     executor={"workers": 2, "partitions": 13, "batch_size": 3, "work_compression": "zstd"})
     assert kept(a) == kept(b) and removed(a, "minhash_dedup") == removed(b, "minhash_dedup")
 
 

@@ -50,10 +50,11 @@ def test_overrides_reach_step_params(tmp_path: Path, write_recipe) -> None:
     assert r.steps[0].params.min_words == 7
 
 
-def test_recipe_hash_ignores_workers_and_output_dir(tmp_path: Path, write_recipe) -> None:
+def test_recipe_hash_ignores_workers_work_codec_and_output_dir(tmp_path: Path, write_recipe) -> None:
     path = _recipe(tmp_path, write_recipe)
     base = load_recipe(path).hash()
-    assert load_recipe(path, ["executor.workers=7", "output.dir=elsewhere"]).hash() == base
+    assert load_recipe(path, ["executor.workers=7", "executor.work_compression=lz4", "output.dir=elsewhere"]
+                       ).hash() == base
     assert load_recipe(path, ["seed=3"]).hash() != base
 
 
