@@ -124,6 +124,19 @@ def test_result_does_not_depend_on_workers_partitions_batches_or_work_codec(tmp_
     assert kept(a) == kept(b) and removed(a, "minhash_dedup") == removed(b, "minhash_dedup")
 
 
+def test_spilling_keys_in_many_small_writes_gives_the_same_result(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from curate import tasks
+
+    docs = _corpus(random.Random(3))
+    a = build_corpus(tmp_path, docs, ["minhash_dedup"], out_name="a", executor={"batch_size": 5})
+    monkeypatch.setattr(tasks, "SPILL_BUFFER_BYTES", 1)  # every batch's keys go to disk at once
+    b = build_corpus(tmp_path, docs, ["minhash_dedup"], out_name="b", executor={"batch_size": 5})
+
+    assert removed(a, "minhash_dedup") and removed(a, "minhash_dedup") == removed(b, "minhash_dedup")
+    assert kept(a) == kept(b)
+
+
 def test_keep_longest_keeps_the_longest_whatever_the_input_order(tmp_path: Path) -> None:
     base = ARTICLES[2]
     longer = base + " And one more closing sentence that makes this copy the longest of them all."
