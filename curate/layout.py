@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 
+WORK_FORMAT = 2
+"""version of what ``.work`` holds (2: Arrow IPC files); a run left unfinished by another version is not resumed"""
+
+
 class Layout:
     def __init__(self, root: Path) -> None:
         self.root = root

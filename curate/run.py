@@ -15,7 +15,7 @@ from typing import Any
 
 from curate import card, tasks
 from curate.executors import LocalExecutor, Task
-from curate.layout import Layout, read_json, write_json_atomic, write_text_atomic
+from curate.layout import WORK_FORMAT, Layout, read_json, write_json_atomic, write_text_atomic
 from curate.mixture import weigh
 from curate.plan import Plan, build_plan
 from curate.recipe import Recipe
@@ -48,9 +48,15 @@ def prepare_output(recipe: Recipe, root: Path, fresh: bool) -> str:
                               f"{recipe_hash[:12]}); pass --fresh to replace it or choose another output")
         if lay.manifest.exists():
             return "complete"
+        work_format = read_json(lay.state / "recipe.json").get("work_format", 1)
+        if work_format != WORK_FORMAT:
+            raise ConfigError(f"output.dir: {root} holds an unfinished run whose temporary files are in another "
+                              f"format (an earlier mixlab: format {work_format} vs {WORK_FORMAT}); pass --fresh "
+                              "to rebuild it")
         return "resume"
     root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(lay.state / "recipe.json", {"recipe_hash": recipe_hash, "recipe": recipe.to_dict()})
+    write_json_atomic(lay.state / "recipe.json", {"recipe_hash": recipe_hash, "recipe": recipe.to_dict(),
+                                                  "work_format": WORK_FORMAT})
     return "new"
 
 

@@ -83,6 +83,21 @@ def test_resume_refuses_an_output_of_a_different_recipe(tmp_path: Path) -> None:
     assert _curate(out, "seed=99", "--fresh").returncode == 0
 
 
+def test_resume_refuses_an_unfinished_run_of_an_earlier_work_format(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _curate(out, env={"MIXLAB_FAULT_KILL_AFTER_TASKS": "3"}).returncode == -signal.SIGKILL
+    state = out / ".state" / "recipe.json"
+    earlier = json.loads(state.read_text())
+    del earlier["work_format"]  # as written before the work files became Arrow IPC
+    state.write_text(json.dumps(earlier))
+
+    refused = _curate(out)
+
+    assert refused.returncode == 2
+    assert "format 1 vs 2" in refused.stderr and "--fresh" in refused.stderr
+    assert _curate(out, "--fresh").returncode == 0
+
+
 def test_output_directory_that_is_not_a_corpus_is_never_overwritten(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
