@@ -13,9 +13,8 @@ and the banding:
 - ``oph`` (default): one-permutation hashing with optimal densification (Shrivastava, ICML 2017): each shingle hash
   picks one of ``num_perm`` bins and competes for that bin's minimum; empty bins borrow the value of a bin chosen by
   a fixed probe sequence. O(shingles + num_perm) per document, with the accuracy of k-permutation MinHash.
-- ``permutations``: classic MinHash, ``num_perm`` multiply-shift permutations ``(a*x + b) >> 32`` applied to all
-  shingles of a chunk in one NumPy operation, reduced per document with ``np.minimum.reduceat``. O(shingles x
-  num_perm).
+- ``permutations``: classic MinHash, ``num_perm`` multiply-shift permutations ``(a*x + b) >> 32``, the minimum per
+  document and permutation taken in one compiled loop over the shingles. O(shingles x num_perm).
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from curate import lsh_kernels
 U64 = np.uint64
 _M1, _M2 = U64(0xFF51AFD7ED558CCD), U64(0xC4CEB9FE1A85EC53)
 _BYTE_BASE = U64(0x100000001B3)
-_CHUNK = 1 << 15
 EMPTY = np.uint32(0xFFFFFFFF)
 
 _CJK = r"([\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303f}\x{ff00}-\x{ffef}])"
@@ -248,27 +246,7 @@ def _densify_probes(num_perm: int, seed: int) -> np.ndarray:
 def signatures(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """k-permutation MinHash signature (uint32, one row per document) from flattened shingle hashes; rows of
     documents without shingles are all ``EMPTY``."""
-    n_docs = len(offsets) - 1
-    sig = np.full((n_docs, len(a)), EMPTY, dtype=np.uint32)
-    counts = np.diff(offsets)
-    nonempty = np.flatnonzero(counts > 0)
-    if not len(nonempty):
-        return sig
-    start = 0
-    while start < len(nonempty):
-        end = start
-        size = 0
-        while end < len(nonempty) and (size == 0 or size + counts[nonempty[end]] <= _CHUNK):
-            size += counts[nonempty[end]]
-            end += 1
-        docs = nonempty[start:end]
-        lo, hi = offsets[docs[0]], offsets[docs[-1] + 1]
-        buf = np.multiply(hashes[lo:hi, None], a[None, :])
-        np.add(buf, b[None, :], out=buf)
-        # x >> 32 is monotonic, so the minimum can be taken before the shift
-        sig[docs] = (np.minimum.reduceat(buf, offsets[docs] - lo, axis=0) >> U64(32)).astype(np.uint32)
-        start = end
-    return sig
+    return lsh_kernels.kperm_signatures(hashes, offsets.astype(np.int64), a, b, EMPTY)
 
 
 def _fp_fn(threshold: float, b: int, r: int) -> tuple[float, float]:

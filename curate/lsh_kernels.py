@@ -221,6 +221,31 @@ def oph_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed:
 
 
 @njit(cache=True, nogil=True)
+def kperm_signatures(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray, empty: np.uint32
+                     ) -> np.ndarray:
+    """k-permutation MinHash: per document and permutation ``k``, ``min((a[k] * h + b[k]) mod 2**64) >> 32`` over
+    its shingle hashes ``h`` (the minimum before the shift: the shift is monotonic)."""
+    n_docs = len(offsets) - 1
+    num_perm = len(a)
+    sig = np.full((n_docs, num_perm), empty, dtype=np.uint32)
+    low = np.empty(num_perm, dtype=np.uint64)
+    for d in range(n_docs):
+        lo, hi = offsets[d], offsets[d + 1]
+        if hi == lo:
+            continue
+        low[:] = np.uint64(0xFFFFFFFFFFFFFFFF)
+        for s in range(lo, hi):
+            h = hashes[s]
+            for k in range(num_perm):
+                v = h * a[k] + b[k]
+                if v < low[k]:
+                    low[k] = v
+        for k in range(num_perm):
+            sig[d, k] = np.uint32(low[k] >> _S32)
+    return sig
+
+
+@njit(cache=True, nogil=True)
 def intersections(a: np.ndarray, a_len: np.ndarray, b: np.ndarray, b_len: np.ndarray) -> np.ndarray:
     """Size of the intersection of each pair of sorted, unique runs: pair ``i`` is the ``a_len[i]`` values of ``a``
     and the ``b_len[i]`` values of ``b`` after the previous pairs' (a linear merge per pair)."""

@@ -65,6 +65,18 @@ def test_signatures_of_identical_shingle_sets_are_identical_and_empty_documents_
         assert (sig[0] == sig[1]).all() and (sig[2] == lsh.EMPTY).all() and (sig[0] != lsh.EMPTY).all()
 
 
+def test_k_permutation_signatures_are_the_minimum_of_each_permutation() -> None:
+    h, off = lsh.shingle_hashes(pa.array(ARTICLES[:20]), 5)
+    a, b = lsh.permutations(32, 5)
+
+    sig = lsh.signatures(h, off, a, b)
+
+    with np.errstate(over="ignore"):
+        for d in range(len(off) - 1):
+            values = h[off[d]:off[d + 1], None] * a[None, :] + b[None, :]
+            assert np.array_equal(sig[d], (values.min(axis=0) >> np.uint64(32)).astype(np.uint32))
+
+
 def test_chinese_text_is_shingled_by_characters() -> None:
     h, off = lsh.shingle_hashes(pa.array(["数据清洗是训练语言模型的第一步"]), 5)
     assert np.diff(off)[0] == 15 - 5 + 1
