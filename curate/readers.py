@@ -38,6 +38,7 @@ RAW_PREVIEW = 2000
 BATCH_TEXT_BYTES = 64 * 2**20
 FILE_LEVEL_POS = -1
 JSONL_BLOCK_BYTES = 8 * 2**20
+_ARROW_ONLY_JSON = (b"NaN", b"Infinity", b"\xef\xbb\xbf")
 _SPACE_CHARS = pa.array([""] + [chr(c) for c in range(0x110000) if chr(c).isspace()])
 _BLANK_TEXT = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACE_CHARS.to_pylist()[1:]) + "]*$"
 """a text that str.strip() leaves empty"""
@@ -259,9 +260,12 @@ def _jsonl_block(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_i
 def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_index: int) -> pa.Table | None:
     """The documents of a block parsed by Arrow, or None when any record needs the line-by-line path: malformed
     JSON or UTF-8, a text that is missing, not a string, blank or too large, an id that is missing or not a
-    string or integer, a repeated key (Arrow refuses it; orjson keeps the last)."""
+    string or integer, a repeated key (Arrow refuses it; orjson keeps the last), and what Arrow accepts but JSON
+    (and orjson) does not: NaN or Infinity values, a byte order mark before a record."""
     src = b.unit.source
     data = b"".join(lines)
+    if any(token in data for token in _ARROW_ONLY_JSON):  # may also be inside a string: the slow path decides
+        return None
     nonblank = np.fromiter((bool(x.strip()) for x in lines), dtype=bool, count=len(lines))
     fields = [(src.text_field, pa.string())] + ([(src.id_field, pa.string())] if src.id_field else [])
     if not _valid_utf8(data):  # Arrow's JSON reader does not check

@@ -80,6 +80,10 @@ def test_a_clean_block_is_parsed_by_arrow(tmp_path: Path) -> None:
     b'{"title": "no text"}',                      # missing
     '{"text": "\u3000\u2028 \\u001c"}'.encode(),  # blank by str.strip()
     b'{"text": "a", "text": "b"}',                # repeated key: orjson keeps the last
+    b'{"text": "a", "score": NaN}',               # not JSON, though Arrow's reader takes it
+    b'{"text": "a", "score": -Infinity}',         # idem
+    b'\xef\xbb\xbf{"text": "after a BOM"}',        # idem
+    b'{"text": "two"}{"text": "on one line"}',    # idem
 ])
 def test_a_block_with_an_unclean_record_is_read_line_by_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               bad: bytes) -> None:
