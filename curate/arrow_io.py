@@ -1,5 +1,6 @@
 """Writing Arrow data: atomic Parquet files, rolling Parquet shard writers cut by documents or bytes, and atomic
-Arrow IPC files (a run's temporary files under ``.work``, memory-mapped when read back)."""
+Arrow IPC files (a run's temporary files under ``.work``: memory-mapped where read at random, streamed by record
+batch where read once)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ class AtomicIPCWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.schema = path, schema
         self.tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        self.rows = 0
         self._sink = pa.OSFile(str(self.tmp), "wb")
         options = pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
         self._w = pa.ipc.new_file(self._sink, schema, options=options)
@@ -56,7 +56,6 @@ class AtomicIPCWriter:
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
             self._w.write_table(table.select(self.schema.names).cast(self.schema))
-            self.rows += table.num_rows
 
     def close(self) -> None:
         self._w.close()

@@ -34,7 +34,7 @@ class Layout:
     def removed(self, step: str) -> Path:
         return self.root / "removed" / step
 
-    # intermediate files: Arrow IPC (memory-mapped when read back)
+    # intermediate files: Arrow IPC
     def segment_out(self, seg: int, unit: int) -> Path:
         return self.work / f"seg{seg}" / f"u{unit:06d}.arrow"
 

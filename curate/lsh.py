@@ -297,15 +297,6 @@ def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:
     return keys
 
 
-def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(s, s + n)`` for each start ``s`` and length ``n`` (vectorized)."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    return np.arange(total, dtype=np.int64) + np.repeat(starts.astype(np.int64) - (ends - lengths), lengths)
-
-
 def jaccard_pairs(a: np.ndarray, a_len: np.ndarray, b: np.ndarray, b_len: np.ndarray) -> np.ndarray:
     """Exact Jaccard of many pairs of sets at once. Pair ``i`` compares the ``a_len[i]`` values of ``a`` (and of
     ``b``) that follow the previous pairs'; each set is sorted, unique, uint32. One compiled linear merge per pair."""

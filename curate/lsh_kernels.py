@@ -1,10 +1,11 @@
-"""Compiled (numba) loops behind ``curate.lsh``: one pass over a batch's UTF-8 bytes from text to shingle hashes,
-and one-permutation signatures.
+"""Compiled (numba) loops behind ``curate.lsh``: NFKC + lowercase folded code point by code point, text to word
+shingle hashes in one pass over the UTF-8 bytes, one-permutation and k-permutation signatures, and the merges and
+gathers of exact verification.
 
 They compute exactly what the Arrow/NumPy definitions in ``lsh`` define (``normalize_for_shingles`` -> whitespace
 split -> ``word_hashes`` -> weighted n-gram sums), without materializing the normalized text, the word list or
 the dictionary of distinct words: per byte, one table lookup and one multiply-add. Compiled once per machine
-(``cache=True`` keeps the machine code beside this file or in numba's user cache).
+(``cache=True`` keeps the machine code beside this file, or in ``NUMBA_CACHE_DIR``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ def _fmix64(h: np.uint64) -> np.uint64:
     h *= _M2
     h ^= h >> _S33
     return h
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code_point(data: np.ndarray, i: int, nb: int) -> np.int64:
+    b = np.int64(data[i])
+    if nb == 2:
+        return ((b & 0x1F) << 6) | np.int64(data[i + 1] & 0x3F)
+    if nb == 3:
+        return ((b & 0x0F) << 12) | (np.int64(data[i + 1] & 0x3F) << 6) | np.int64(data[i + 2] & 0x3F)
+    return ((b & 0x07) << 18) | (np.int64(data[i + 1] & 0x3F) << 12) | (np.int64(data[i + 2] & 0x3F) << 6) \
+        | np.int64(data[i + 3] & 0x3F)
 
 
 @njit(cache=True, nogil=True)
@@ -68,14 +80,8 @@ def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, m
             nb = 2 if b < 0xE0 else (3 if b < 0xF0 else 4)
             if i + nb > end:  # a truncated sequence (not valid UTF-8): part of a word, never read past the end
                 cls, nb = WORD, end - i
-            elif nb == 2:
-                cls = classes[(np.int64(b & 0x1F) << 6) | np.int64(data[i + 1] & 0x3F)]
-            elif nb == 3:
-                cls = classes[(np.int64(b & 0x0F) << 12) | (np.int64(data[i + 1] & 0x3F) << 6)
-                              | np.int64(data[i + 2] & 0x3F)]
             else:
-                cls = classes[((np.int64(b & 0x07) << 18) | (np.int64(data[i + 1] & 0x3F) << 12)
-                               | (np.int64(data[i + 2] & 0x3F) << 6) | np.int64(data[i + 3] & 0x3F)) % len(classes)]
+                cls = classes[_code_point(data, i, nb) % len(classes)]
             if cls == WORD:
                 for j in range(i, i + nb):
                     h += (np.uint64(data[j]) + one) * p
@@ -110,17 +116,6 @@ def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, m
 
 
 IDENTITY, EXACT = -1, -2  # fold rules besides an expansion's index
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _code_point(data: np.ndarray, i: int, nb: int) -> np.int64:
-    b = np.int64(data[i])
-    if nb == 2:
-        return ((b & 0x1F) << 6) | np.int64(data[i + 1] & 0x3F)
-    if nb == 3:
-        return ((b & 0x0F) << 12) | (np.int64(data[i + 1] & 0x3F) << 6) | np.int64(data[i + 2] & 0x3F)
-    return ((b & 0x07) << 18) | (np.int64(data[i + 1] & 0x3F) << 12) | (np.int64(data[i + 2] & 0x3F) << 6) \
-        | np.int64(data[i + 3] & 0x3F)
 
 
 @njit(cache=True, nogil=True)

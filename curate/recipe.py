@@ -61,8 +61,8 @@ class Executor(Strict):
     partitions: int = Field(default=16, gt=0, le=4096, description="shuffle partitions of a global step")
     batch_size: int = Field(default=1000, gt=0, description="documents per Arrow batch")
     work_compression: Literal["none", "lz4", "zstd"] = Field(
-        default="none", description="codec of the temporary Arrow IPC files in OUT/.work: none is fastest (read "
-        "back memory-mapped); lz4 or zstd trade time for disk")
+        default="none", description="codec of the temporary Arrow IPC files in OUT/.work: none is fastest; lz4 "
+        "or zstd trade time for disk")
 
 
 class Mixture(Strict):

@@ -178,7 +178,7 @@ class _Spill:
     appended to one file per partition (a few large writes instead of one per batch and partition)."""
 
     def __init__(self, lay: Layout, step: str, unit: int, key_step: Step, partitions: int, codec: str) -> None:
-        assert isinstance(key_step, GlobalStep)
+        assert isinstance(key_step, GlobalStep)  # a segment's keys come from its global step
         self.lay, self.step, self.unit, self.schema = lay, step, unit, key_step.key_schema
         self.partitions, self.codec = partitions, codec
         self.held: dict[int, list[pa.Table]] = {}
@@ -253,8 +253,7 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
                                         plan.recipe.model.seed, codec)
     kept_writers: dict[str, AtomicIPCWriter] = {}
     key_step = w.step(seg.keys) if seg.keys else None
-    spill = _Spill(lay, seg.keys.name, unit_index, key_step, w.ctx.partitions, codec) \
-        if seg.keys and key_step is not None else None
+    spill = _Spill(lay, seg.keys.name, unit_index, key_step, w.ctx.partitions, codec) if key_step else None
     ordinal = 0
     side = None
     if isinstance(key_step, GlobalStep) and key_step.side_schema is not None:
@@ -319,7 +318,8 @@ def run_reduce(w: Worker, spec: StepSpec, part: int) -> None:
     files = sorted((lay.work / "shuffle" / spec.name / f"p{part:04d}").glob("u*.arrow"))
     table = pa.concat_tables([read_ipc(f) for f in files]) if files else step.key_schema.empty_table()
     decisions, counters = step.reduce(table, w.side_store(spec))
-    out = AtomicIPCWriter(lay.decisions(spec.name, part), decisions.schema, w.plan.recipe.model.executor.work_compression)
+    codec = w.plan.recipe.model.executor.work_compression
+    out = AtomicIPCWriter(lay.decisions(spec.name, part), decisions.schema, codec)
     out.write(decisions)
     out.close()
     task = reduce_task_id(spec.name, part)
