@@ -38,7 +38,8 @@ RAW_PREVIEW = 2000
 BATCH_TEXT_BYTES = 64 * 2**20
 FILE_LEVEL_POS = -1
 JSONL_BLOCK_BYTES = 8 * 2**20
-_ARROW_ONLY_JSON = (b"NaN", b"Infinity", b"\xef\xbb\xbf")
+_ARROW_ONLY_JSON = ((b"NaN", b":,[", b",]}\r\n"), (b"Infinity", b":,[-", b",]}\r\n"), (b"\xef\xbb\xbf", b"\n", None))
+"""what Arrow's JSON reader accepts and JSON does not, with the bytes that may precede and follow it there"""
 _SPACE_CHARS = pa.array([""] + [chr(c) for c in range(0x110000) if chr(c).isspace()])
 _BLANK_TEXT = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACE_CHARS.to_pylist()[1:]) + "]*$"
 """a text that str.strip() leaves empty"""
@@ -264,7 +265,7 @@ def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, f
     (and orjson) does not: NaN or Infinity values, a byte order mark before a record."""
     src = b.unit.source
     data = b"".join(lines)
-    if any(token in data for token in _ARROW_ONLY_JSON):  # may also be inside a string: the slow path decides
+    if _arrow_only_json(data):
         return None
     nonblank = np.fromiter((bool(x.strip()) for x in lines), dtype=bool, count=len(lines))
     fields = [(src.text_field, pa.string())] + ([(src.id_field, pa.string())] if src.id_field else [])
@@ -295,6 +296,23 @@ def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, f
     return pa.table([ids, text, pa.repeat(pa.scalar(src.domain, pa.string()), n),
                      pa.repeat(pa.scalar(name, pa.string()), n), pa.repeat(pa.scalar(b.unit.index, pa.int32()), n),
                      pc.add(line_numbers, pa.scalar(file_index << 40, pa.int64()))], schema=DOC_SCHEMA)
+
+
+def _arrow_only_json(data: bytes) -> bool:
+    """Whether a block may hold NaN or Infinity as a value, or a byte order mark before a record: judged by the
+    bytes around each occurrence, spaces skipped (inside a string a false alarm only costs the line path)."""
+    for token, before, after in _ARROW_ONLY_JSON:
+        i = data.find(token)
+        while i >= 0:
+            j, k = i - 1, i + len(token)
+            while j >= 0 and data[j] in b" \t":
+                j -= 1
+            while k < len(data) and data[k] in b" \t":
+                k += 1
+            if (j < 0 or data[j] in before) and (after is None or k == len(data) or data[k] in after):
+                return True
+            i = data.find(token, i + 1)
+    return False
 
 
 def _any_blank(text: pa.Array) -> bool:

@@ -61,7 +61,8 @@ def test_blocks_and_lines_read_real_web_text_alike(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_clean_block_is_parsed_by_arrow(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "a.jsonl", [{"text": f"doc {i}", "id": i} for i in range(5)])
+    path = write_jsonl(tmp_path / "a.jsonl", [{"text": f"doc {i}", "id": i} for i in range(4)]
+                       + [b'{"text": "NaN or \xef\xbb\xbfAvengers: Infinity War", "id": 4}'])  # JSON in a string
     src = Source(path=str(path), domain="web", id_field="id")
     unit = Unit(index=0, source_index=0, source=src, files=[path], names=["a.jsonl"])
     lines = path.read_bytes().splitlines(keepends=True)
