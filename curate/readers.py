@@ -38,8 +38,9 @@ RAW_PREVIEW = 2000
 BATCH_TEXT_BYTES = 64 * 2**20
 FILE_LEVEL_POS = -1
 JSONL_BLOCK_BYTES = 8 * 2**20
-_ARROW_ONLY_JSON = ((b"NaN", b":,[", b",]}\r\n"), (b"Infinity", b":,[-", b",]}\r\n"), (b"\xef\xbb\xbf", b"\n", None))
-"""what Arrow's JSON reader accepts and JSON does not, with the bytes that may precede and follow it there"""
+_ARROW_ONLY_VALUES = ((b"NaN", b":,["), (b"Infinity", b":,[-"))
+"""values Arrow's JSON reader accepts and JSON does not, with the bytes that may precede them"""
+_BOM = b"\xef\xbb\xbf"
 _SPACE_CHARS = pa.array([""] + [chr(c) for c in range(0x110000) if chr(c).isspace()])
 _BLANK_TEXT = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACE_CHARS.to_pylist()[1:]) + "]*$"
 """a text that str.strip() leaves empty"""
@@ -265,7 +266,7 @@ def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, f
     (and orjson) does not: NaN or Infinity values, a byte order mark before a record."""
     src = b.unit.source
     data = b"".join(lines)
-    if _arrow_only_json(data):
+    if _arrow_only_json(lines, data):
         return None
     nonblank = np.fromiter((bool(x.strip()) for x in lines), dtype=bool, count=len(lines))
     fields = [(src.text_field, pa.string())] + ([(src.id_field, pa.string())] if src.id_field else [])
@@ -298,10 +299,13 @@ def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, f
                      pc.add(line_numbers, pa.scalar(file_index << 40, pa.int64()))], schema=DOC_SCHEMA)
 
 
-def _arrow_only_json(data: bytes) -> bool:
-    """Whether a block may hold NaN or Infinity as a value, or a byte order mark before a record: judged by the
-    bytes around each occurrence, spaces skipped (inside a string a false alarm only costs the line path)."""
-    for token, before, after in _ARROW_ONLY_JSON:
+def _arrow_only_json(lines: list[bytes], data: bytes) -> bool:
+    """Whether a block may hold what Arrow's JSON reader accepts and JSON does not: a byte order mark before a
+    record, or NaN or Infinity as a value (judged by the bytes around each occurrence, spaces skipped: inside a
+    string a false alarm only costs the line path)."""
+    if any(x.startswith(_BOM) or (x[:1] in (b" ", b"\t") and x.lstrip(b" \t").startswith(_BOM)) for x in lines):
+        return True
+    for token, before in _ARROW_ONLY_VALUES:
         i = data.find(token)
         while i >= 0:
             j, k = i - 1, i + len(token)
@@ -309,7 +313,7 @@ def _arrow_only_json(data: bytes) -> bool:
                 j -= 1
             while k < len(data) and data[k] in b" \t":
                 k += 1
-            if (j < 0 or data[j] in before) and (after is None or k == len(data) or data[k] in after):
+            if (j < 0 or data[j] in before) and (k == len(data) or data[k] in b",]}\r\n"):
                 return True
             i = data.find(token, i + 1)
     return False
