@@ -13,7 +13,10 @@ quickstart's steps (normalize, exact_dedup, line_dedup on web, quality on web+wi
 * per executor phase (map, reduce and finalize waves): wall and CPU seconds and peak tree PSS,
 * "other load": cores the rest of the machine kept busy during the run (from /proc/stat); well above 0, the timing
   was disturbed by other processes,
-* documents removed by each step and kept.
+* documents removed by each step and kept,
+* the cost of integrity checks: seconds spent hashing the files every task wrote (xxh3-128, recorded in each task's
+  completion marker, summed over tasks) and fingerprinting the input files (``.state/inputs.json``), as a share of
+  the run's wall time. With several workers the sum runs in parallel, so that share is an upper bound.
 
 Every configuration runs in a fresh subprocess (``--one``) after ``sync`` so that peaks and writeback do not carry
 over. Peak memory must not grow with corpus size, which is why two sizes are run; input files have the same size
@@ -184,6 +187,12 @@ class RunResult:
     errored: int = 0
     phases: list[dict[str, Any]] = field(default_factory=list)
     """per executor phase: name, seconds, CPU seconds, peak tree PSS and RSS (bytes)"""
+    checksum_seconds: float = 0.0
+    """hashing the files tasks wrote (summed over tasks) and fingerprinting the inputs"""
+
+    @property
+    def checksum_share(self) -> float:
+        return self.checksum_seconds / self.seconds
 
     @property
     def docs_per_s(self) -> float:
@@ -217,6 +226,13 @@ class PhaseRecorder:
             phases.append((desc, t0, time.perf_counter()))
 
         local.LocalExecutor.run = timed  # type: ignore[method-assign]
+
+
+def checksum_seconds(out: Path) -> float:
+    """Seconds a finished run at ``out`` spent on checksums: the ``hash_seconds`` of every task's completion marker
+    and the ``seconds`` of the input fingerprints."""
+    total = sum(json.loads(m.read_text())["hash_seconds"] for m in (out / ".state").rglob("*.done"))
+    return total + json.loads((out / ".state" / "inputs.json").read_text())["seconds"]
 
 
 def run_one(recipe_path: Path, out: Path, workers: int, size_mb: int, mb: float,
@@ -257,7 +273,7 @@ def run_one(recipe_path: Path, out: Path, workers: int, size_mb: int, mb: float,
                      peak_rss_process=max_process_rss(), peak_rss_tree=max(x.rss for x in sampler.samples),
                      peak_pss_tree=max(x.pss for x in sampler.samples),
                      removed={f["step"]: f["removed"] for f in manifest["funnel"]}, kept=acc["kept"],
-                     errored=acc["errored"], phases=phases)
+                     errored=acc["errored"], phases=phases, checksum_seconds=checksum_seconds(out))
 
 
 def spawn_one(info: CorpusInfo, workers: int, profile: Path | None = None) -> RunResult:
@@ -291,12 +307,13 @@ def results_table(results: list[RunResult]) -> str:
     steps = list(results[0].removed) if results else []
     head = ["size", "workers", "docs", "MB", "seconds", "docs/s", "MB/s", "MB/s per core", "CPU s", "other load",
             "peak RSS MiB, largest process", "peak RSS MiB, tree sum", "peak PSS MiB, tree sum",
-            *[f"removed: {s}" for s in steps], "kept"]
+            *[f"removed: {s}" for s in steps], "kept", "checksums s", "checksums, share of wall"]
     rows = [[f"{r.size_mb} MB", str(r.workers), f"{r.docs:,}", f"{r.mb:.1f}", f"{r.seconds:.1f}",
              f"{r.docs_per_s:,.0f}", f"{r.mb_per_s:.2f}", f"{r.mb_per_s_core:.2f}", f"{r.cpu_seconds:.0f}",
              f"{r.other_cores:.2f}",
              f"{r.peak_rss_process / MIB:,.0f}", f"{r.peak_rss_tree / MIB:,.0f}", f"{r.peak_pss_tree / MIB:,.0f}",
-             *[f"{r.removed[s]:,}" for s in steps], f"{r.kept:,}"] for r in results]
+             *[f"{r.removed[s]:,}" for s in steps], f"{r.kept:,}", f"{r.checksum_seconds:.2f}",
+             f"{r.checksum_share:.1%}"] for r in results]
     return markdown(head, rows, "r")
 
 
@@ -329,6 +346,20 @@ def rss_verdict(results: list[RunResult]) -> str:
                          f"text): peak memory {'GREW' if grew else 'did not grow'} with corpus size (tolerance "
                          f"{RSS_GROWTH_TOLERANCE:.0%}): {detail}.")
     return "\n".join(sentences) if sentences else "Only one corpus size was run: no statement on memory growth."
+
+
+CHECKSUM_BUDGET = 0.05
+"""the most of a run's wall time that integrity checksums may cost"""
+
+
+def checksum_verdict(results: list[RunResult]) -> str:
+    """One sentence: the largest share of wall time spent on checksums, against the budget."""
+    worst = max(results, key=lambda r: r.checksum_share)
+    ok = worst.checksum_share <= CHECKSUM_BUDGET
+    return (f"Checksums (xxh3-128 of every file tasks wrote, and input fingerprints) cost at most "
+            f"{worst.checksum_share:.1%} of a run's wall time ({worst.checksum_seconds:.2f} s of {worst.seconds:.1f} s, "
+            f"{worst.size_mb} MB, workers={worst.workers}; summed over tasks, so an upper bound with several workers): "
+            f"{'within' if ok else 'OVER'} the {CHECKSUM_BUDGET:.0%} budget.")
 
 
 PHASES: list[tuple[str, list[tuple[str, str]]]] = [
@@ -397,8 +428,8 @@ def results_entry(command: str, commit: str, corpora: list[CorpusInfo], results:
     for info in corpora:
         parts += [f"Corpus {info.size_mb} MB (`{info.dir.relative_to(ROOT)}`, seed {info.seed}):", "",
                   mix_table(info), ""]
-    parts += [results_table(results), "", rss_verdict(results), "", "Per executor phase:", "", phase_table(results),
-              ""]
+    parts += [results_table(results), "", rss_verdict(results), "", checksum_verdict(results), "",
+              "Per executor phase:", "", phase_table(results), ""]
     if profile:
         parts += [f"cProfile of a workers=1 run of {corpora[0].size_mb} MB (profiler overhead included):", "",
                   profile, ""]
@@ -446,7 +477,8 @@ def measure(info: CorpusInfo, workers: int, repeat: int) -> RunResult:
         r = spawn_one(info, workers)
         print(f"  size {info.size_mb} MB, workers {workers}, run {i + 1}/{repeat}: {r.seconds:.1f} s "
               f"({r.cpu_seconds:.0f} CPU s, other load {r.other_cores:.2f}), {r.mb_per_s:.2f} MB/s, peak RSS {r.peak_rss_process / MIB:.0f} MiB "
-              f"(tree PSS {r.peak_pss_tree / MIB:.0f} MiB)", flush=True)
+              f"(tree PSS {r.peak_pss_tree / MIB:.0f} MiB), checksums {r.checksum_seconds:.2f} s "
+              f"({r.checksum_share:.1%} of wall)", flush=True)
         runs.append(r)
     return best_of(runs)
 
@@ -471,7 +503,8 @@ def main(argv: list[str] | None = None) -> None:
         prof = WORK / f"profile-{corpora[0].size_mb}mb-w1.prof"
         spawn_one(corpora[0], 1, profile=prof)
         profile = profile_breakdown(prof)
-    print(f"\n{results_table(results)}\n\n{rss_verdict(results)}\n\n{phase_table(results)}\n")
+    print(f"\n{results_table(results)}\n\n{rss_verdict(results)}\n\n{checksum_verdict(results)}\n\n"
+          f"{phase_table(results)}\n")
     if profile:
         print(f"cProfile of a workers=1 run of {corpora[0].size_mb} MB:\n\n{profile}\n")
     if not a.no_record:

@@ -24,14 +24,16 @@ def _parser() -> argparse.ArgumentParser:
     g = r.add_mutually_exclusive_group()
     g.add_argument("--resume", dest="fresh", action="store_false", default=False,
                    help="continue an interrupted run in the output directory (default)")
-    g.add_argument("--fresh", dest="fresh", action="store_true", help="delete the output and start again")
+    g.add_argument("--fresh", dest="fresh", action="store_true",
+                   help="delete what runs wrote in the output directory (never other files) and start again")
     r.add_argument("--keep-work", action="store_true", help="keep intermediate files in OUT/.work")
-    r.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     v = sub.add_parser("validate", help="check a recipe without running it")
     v.add_argument("recipe", type=Path)
     v.add_argument("overrides", nargs="*", metavar="key.path=value")
     i = sub.add_parser("inspect", help="summarize a built corpus")
     i.add_argument("output", type=Path)
+    i.add_argument("--verify", action="store_true",
+                   help="re-hash every file the manifest lists against its sha256; exit 1 naming damaged ones")
 
     lm = sub.add_parser("lm", help="KenLM language models").add_subparsers(dest="action", required=True)
     t = lm.add_parser("train", help="train a CCNet-style SentencePiece + KenLM model")
@@ -59,15 +61,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from curate.recipe import load_recipe
+    from curate.layout import OutputLock
+    from curate.recipe import check_workers, load_recipe
     from curate.run import run
 
     recipe = load_recipe(args.recipe, args.overrides)
     root = (args.output or recipe.output_dir()).resolve()
-    workers = args.workers or recipe.model.executor.workers
-    if workers < 1:
-        raise MixlabError("--workers must be at least 1")
-    manifest = run(recipe, root, workers, fresh=args.fresh, keep_work=args.keep_work)
+    if args.workers is not None:
+        check_workers(args.workers, "--workers")
+    workers = args.workers if args.workers is not None else recipe.model.executor.workers
+    with OutputLock(root):
+        manifest = run(recipe, root, workers, fresh=args.fresh, keep_work=args.keep_work)
     _print_summary(manifest, root)
     return EXIT_OK
 
@@ -87,10 +91,11 @@ def _print_summary(m: dict, root: Path) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from curate.plan import build_plan
-    from curate.recipe import load_recipe
+    from curate.recipe import check_output, load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     plan = build_plan(recipe)
+    check_output(recipe, recipe.output_dir())
     files = sum(len(f) for f in recipe.files)
     print(f"{args.recipe}: ok — {len(recipe.model.sources)} sources ({files} files, {len(plan.units)} units), "
           f"steps: {' -> '.join(s.name for s in recipe.steps) or '(none)'}, output: {recipe.output_dir()}")
@@ -98,13 +103,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from curate.layout import Layout, read_json
+    from curate.integrity import damaged_corpus_error, read_manifest, verify_manifest
+    from curate.layout import Layout
 
     lay = Layout(args.output)
     if not lay.manifest.exists():
         hint = " (an unfinished run: `curate run` again to resume)" if lay.state.exists() else ""
         raise MixlabError(f"{args.output}: no manifest.json, not a complete corpus{hint}")
-    m = read_json(lay.manifest)
+    m = read_manifest(lay.manifest)
     print(f"{m['name']}  recipe {m['recipe_hash'][:12]}  created {m['created_at']}  corpus {m['corpus_sha256'][:16]}")
     print(f"{'domain':<16}{'docs':>10}{'MB':>10}{'est. tokens':>14}{'shards':>8}{'weight':>8}")
     for d, v in m["domains"].items():
@@ -115,8 +121,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
           f"+ errored {acc['errored']:,}  ({'balanced' if acc['balanced'] else 'NOT BALANCED'})")
     for step, reasons in acc["removed"].items():
         print(f"  {step:<14} " + (", ".join(f"{r}: {n:,}" for r, n in sorted(reasons.items())) or "nothing removed"))
-    if m["errors"]["by_kind"]:
+    if m["errors"].get("by_kind"):
         print("errors: " + ", ".join(f"{k}: {v:,}" for k, v in m["errors"]["by_kind"].items()))
+    if args.verify:
+        problems, n, nbytes = verify_manifest(args.output, m)
+        for p in problems:
+            print(f"DAMAGED {p}")
+        if problems:
+            raise damaged_corpus_error(args.output, problems)
+        print(f"verified: all {n} files ({nbytes / 1e6:,.1f} MB) match the manifest's sha256")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.models import kenlm_tool
-from mixlab.errors import ConfigError, RunError
+from mixlab.errors import ConfigError, MixlabError, RunError
 from mixlab.logs import log
 
 # CCNet's text_normalizer.unicode_punct
@@ -91,8 +92,10 @@ class LanguageModel:
 
 
 def input_texts(inputs: Iterable[Path], domain: str | None = None) -> Iterator[pa.Array]:
-    """Text batches from files (jsonl[.gz|.zst], parquet: field ``text``; anything else: one document per line)
-    or from built corpora (a directory with manifest.json; only ``domain`` when given)."""
+    """Text batches from files (jsonl[.gz|.zst], parquet: field ``text``; anything else: one document per line,
+    lines split at line feeds only) or from built corpora (a directory with manifest.json; only ``domain`` when
+    given). Records that cannot be read or are over the default ``max_doc_bytes`` are skipped with a warning that
+    counts them."""
     from curate.readers import Unit, read_unit
     from curate.recipe import Source, infer_format
 
@@ -111,9 +114,13 @@ def input_texts(inputs: Iterable[Path], domain: str | None = None) -> Iterator[p
             raise ConfigError(f"{path}: no such file or corpus directory")
         fmt = infer_format(path) or "lines"
         source = Source(path=str(path), format=fmt, domain="input")
-        for docs, _errors in read_unit(Unit(0, 0, source, [path], [path.name]), 10_000):
+        skipped = 0
+        for docs, errors, removed in read_unit(Unit(0, 0, source, [path], [path.name]), 10_000):
+            skipped += errors.num_rows + removed.num_rows
             if docs.num_rows:
                 yield docs["text"].combine_chunks()
+        if skipped:
+            log.warning(f"{path}: {skipped:,} records skipped (unreadable, or over {source.max_doc_bytes:,} bytes)")
 
 
 def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: int = 16_000,
@@ -124,6 +131,8 @@ def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: 
     lmplz, build_binary = kenlm_tool("lmplz"), kenlm_tool("build_binary")
     if order < 2 or order > 8:
         raise ConfigError(f"--order must be between 2 and 8 (got {order})")
+    if vocab_size < 4:
+        raise ConfigError(f"--vocab-size {vocab_size}: must be at least 4 (3 special pieces and the characters)")
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with tempfile.TemporaryDirectory(dir=out, prefix=".train-") as tmp_dir:
@@ -141,15 +150,19 @@ def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: 
         if n_chars < 20_000:
             raise ConfigError(f"only {n_chars:,} characters of text in the inputs; a language model needs more")
         log.info(f"lm train: {n_lines:,} lines, {n_chars / 1e6:.1f} M characters; training SentencePiece")
-        spm.SentencePieceTrainer.train(input=str(text_file), model_prefix=str(tmp / "sp"), vocab_size=vocab_size,
-                                       model_type="unigram", character_coverage=0.9999, hard_vocab_limit=False,
-                                       input_sentence_size=2_000_000, shuffle_input_sentence=True,
-                                       max_sentence_length=1 << 17,
-                                       num_threads=os.cpu_count() or 1, minloglevel=2)
+        try:
+            spm.SentencePieceTrainer.train(input=str(text_file), model_prefix=str(tmp / "sp"), vocab_size=vocab_size,
+                                           model_type="unigram", character_coverage=0.9999, hard_vocab_limit=False,
+                                           input_sentence_size=2_000_000, shuffle_input_sentence=True,
+                                           max_sentence_length=1 << 17,
+                                           num_threads=os.cpu_count() or 1, minloglevel=2)
+        except RuntimeError as e:
+            raise _sentencepiece_error(e, vocab_size) from None
         sp = spm.SentencePieceProcessor(model_file=str(tmp / "sp.model"))
         tokens_file = tmp / "tokens.txt"
         n_tokens = 0
-        with open(text_file, encoding="utf-8") as src, open(tokens_file, "w", encoding="utf-8") as dst:
+        with open(text_file, encoding="utf-8", newline="\n") as src, \
+                open(tokens_file, "w", encoding="utf-8") as dst:
             chunk: list[str] = []
             for line in src:
                 chunk.append(line.rstrip("\n"))
@@ -176,6 +189,17 @@ def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: 
     (out / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(_card_text(card), encoding="utf-8")
     return card
+
+
+def _sentencepiece_error(e: RuntimeError, vocab_size: int) -> MixlabError:
+    """SentencePiece's refusal as one line: a vocabulary smaller than the text's characters is the user's to fix."""
+    m = re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", str(e))
+    if m:
+        return ConfigError(f"--vocab-size {vocab_size}: the text has {int(m.group(2)) - 3:,} distinct characters "
+                           f"(99.99% coverage), so the vocabulary needs at least {m.group(2)} pieces; use "
+                           f"--vocab-size {m.group(2)} or more (text in Chinese or Japanese needs several thousand)")
+    lines = str(e).strip().splitlines()
+    return RunError(f"SentencePiece training failed: {lines[-1] if lines else type(e).__name__}")
 
 
 def _write_pieces(sp: Any, lines: list[str], dst: Any) -> int:

@@ -1,15 +1,26 @@
 """Source readers: files -> Arrow batches of documents, and an error record for everything that cannot be read.
 
-Every reader yields ``(docs, errors)`` pairs. ``docs`` has the document columns plus the hidden ordering columns
-``_unit`` and ``_pos`` (the record's position in its unit, fixed by the input alone); ``errors`` lists records that
-could not be read, with their source location. A file-level failure (truncated gzip, unreadable path, a Parquet file
-without the text column) becomes one error record for that file and the records read before it are kept.
+Every reader yields ``(docs, errors, removed)`` triples. ``docs`` has the document columns plus the hidden ordering
+columns ``_unit`` and ``_pos`` (the record's position in its unit, fixed by the input alone); ``errors`` lists records
+that could not be read, with their source location; ``removed`` holds the documents readers remove, with a reason.
+A file-level failure (truncated gzip, unreadable path, a Parquet file without the text column) becomes one error
+record for that file and the records read before it are kept.
+
+A valid document whose text is over the source's ``max_doc_bytes`` (UTF-8 bytes) is not an error: it is removed at
+step ``read`` with reason ``too_large`` and its full text. Memory stays bounded whatever the input: a reader holds at
+most ``record_limit(max_doc_bytes)`` = 2 x ``max_doc_bytes`` + 1 MiB of one record (a JSONL line, a line of a
+``lines`` file, a ``txt`` file); a longer record is not buffered but read to its end and dropped, and recorded as an
+error of kind ``record_too_large`` with its location, its size and its first 2,000 bytes.
+
+Records are split at the line feed byte only, never at a carriage return, U+2028, U+2029, U+0085 or U+001C..U+001E
+(all legal inside a JSON string or a line of text).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +41,9 @@ DOC_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("domain", pa.string()), ("source", pa.string()),
     ("_unit", pa.int32()), ("_pos", pa.int64()),
 ])
+REMOVED_SCHEMA = DOC_SCHEMA.append(pa.field("reason", pa.string()))
+READ_STEP = "read"
+"""the step name under which readers remove documents (``removed/read/``, the accounting's ``removed.read``)"""
 ERROR_SCHEMA = pa.schema([
     ("source", pa.string()), ("location", pa.string()), ("kind", pa.string()), ("error", pa.string()),
     ("raw", pa.string()), ("_unit", pa.int32()), ("_pos", pa.int64()),
@@ -38,6 +52,8 @@ RAW_PREVIEW = 2000
 BATCH_TEXT_BYTES = 64 * 2**20
 FILE_LEVEL_POS = -1
 JSONL_BLOCK_BYTES = 8 * 2**20
+READ_BYTES = 2**20
+"""bytes asked of a stream per read (a larger read is no faster: its lines are copied out of a cold buffer)"""
 _ARROW_ONLY_VALUES = ((b"NaN", b":,["), (b"Infinity", b":,[-"))
 """values Arrow's JSON reader accepts and JSON does not, with the bytes that may precede them"""
 _BOM = b"\xef\xbb\xbf"
@@ -57,22 +73,35 @@ class Unit:
     names: list[str]
 
 
+def record_limit(max_doc_bytes: int) -> int:
+    """The most bytes of one record (a line, or a ``txt`` file) a reader holds in memory: 2 x ``max_doc_bytes``
+    + 1 MiB, room for a document just over the limit with its JSON escapes and other fields."""
+    return 2 * max_doc_bytes + 2**20
+
+
 class _Batcher:
-    """Documents and error records of a unit, collected in order until a batch is full. Documents come one by one
-    (:meth:`doc`) or as Arrow tables already in the document schema (:meth:`add_docs`)."""
+    """Documents, removed documents and error records of a unit, collected in order until a batch is full.
+    Documents come one by one (:meth:`doc`, which removes a text over ``max_doc_bytes``) or as Arrow tables already
+    in the document schema and within the limit (:meth:`add_docs`)."""
 
     def __init__(self, unit: Unit, batch_size: int) -> None:
         self.unit, self.batch_size = unit, batch_size
+        self.max_doc_bytes = unit.source.max_doc_bytes
         self.docs: dict[str, list] = {k: [] for k in DOC_SCHEMA.names}
+        self.removed: dict[str, list] = {k: [] for k in REMOVED_SCHEMA.names}
         self.errors: dict[str, list] = {k: [] for k in ERROR_SCHEMA.names}
         self.tables: list[pa.Table] = []
         self.rows = 0
         self.text_bytes = 0
 
     def doc(self, doc_id: str, text: str, source: str, pos: int) -> None:
-        d = self.docs
+        limit = self.max_doc_bytes
+        big = len(text) > limit // 4 and len(text.encode("utf-8")) > limit  # a character is 1 to 4 bytes
+        d = self.removed if big else self.docs
         d["id"].append(doc_id), d["text"].append(text), d["domain"].append(self.unit.source.domain)
         d["source"].append(source), d["_unit"].append(self.unit.index), d["_pos"].append(pos)
+        if big:
+            d["reason"].append("too_large")
         self.rows += 1
         self.text_bytes += len(text)
 
@@ -106,65 +135,142 @@ class _Batcher:
             for col in self.docs.values():
                 col.clear()
 
-    def flush(self) -> tuple[pa.Table, pa.Table]:
+    def flush(self) -> tuple[pa.Table, pa.Table, pa.Table]:
         self._tabulate()
         docs = pa.concat_tables(self.tables).combine_chunks() if self.tables else DOC_SCHEMA.empty_table()
         errors = pa.Table.from_pydict(self.errors, schema=ERROR_SCHEMA)
-        for col in self.errors.values():
+        removed = pa.Table.from_pydict(self.removed, schema=REMOVED_SCHEMA)
+        for col in [*self.errors.values(), *self.removed.values()]:
             col.clear()
         self.tables, self.rows, self.text_bytes = [], 0, 0
-        return docs, errors
+        return docs, errors, removed
 
 
-def _check_text(b: _Batcher, text: Any, field: str, name: str, loc: str, raw: Any, pos: int, limit: int) -> bool:
+def _check_text(b: _Batcher, text: Any, field: str, name: str, loc: str, raw: Any, pos: int) -> bool:
+    """Whether ``text`` is a string that is not blank; else an error record says what it is."""
     if text is None:
         b.error(name, loc, "missing_field", f"no text field {field!r}", raw, pos)
     elif not isinstance(text, str):
         b.error(name, loc, "bad_type", f"text field {field!r} is {type(text).__name__}, not a string", raw, pos)
     elif not text.strip():
         b.error(name, loc, "empty_text", "text is empty or only whitespace", raw, pos)
-    elif len(text) > limit // 4 and len(text.encode("utf-8")) > limit:  # a character is 1 to 4 bytes
-        b.error(name, loc, "too_large", f"document is {len(text.encode()) / 2**20:.1f} MiB, over "
-                f"max_doc_bytes ({limit / 2**20:.1f} MiB)", text[:RAW_PREVIEW], pos)
     else:
         return True
     return False
 
 
-class _ZstdFrames(io.RawIOBase):
-    """Concatenated zstd frames as a raw stream; a stream that ends inside a frame raises ``ZstdError``.
+class _Overlong:
+    """A record longer than the record limit, skipped to its end: its size in bytes and its first bytes."""
 
-    (zstandard's ``stream_reader`` ends a truncated stream with a silent EOF: the cut would go unrecorded.)
+    __slots__ = ("size", "preview")
+
+    def __init__(self, size: int, preview: bytes) -> None:
+        self.size, self.preview = size, preview
+
+
+def _overlong_error(b: _Batcher, rec: _Overlong, what: str, name: str, loc: str, pos: int) -> None:
+    limit = record_limit(b.max_doc_bytes)
+    b.error(name, loc, "record_too_large", f"{what} is {_size(rec.size)}, over the read limit of {_size(limit)} "
+            f"(2 x max_doc_bytes + 1 MiB); read to its end without being held, and skipped", rec.preview, pos)
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 2**20 else f"{n / 2**20:.1f} MiB"
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Concatenated zstd frames as a raw stream whose reads return at most what was asked (a frame of one repeated
+    byte can expand 30,000-fold); a stream that ends inside a frame raises ``ZstdError``.
+
+    (zstandard's ``stream_reader`` bounds its output but ends a truncated stream with a silent EOF, and its
+    ``decompressobj`` detects the cut but returns all it can decompress at once: the reader decompresses, and
+    :class:`_ZstdFraming` follows the frame structure of the same bytes to tell a cut from an end.)
     """
 
     def __init__(self, raw: IO[bytes]) -> None:
-        self._raw, self._dctx = raw, zstandard.ZstdDecompressor()
-        self._frame: Any = None
-        self._out = memoryview(b"")
+        self._raw, self._framing = raw, _ZstdFraming(raw)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(self._framing, read_across_frames=True,
+                                                                  closefd=False)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf: Any) -> int:
-        while not self._out:
-            data = b""
-            if self._frame is not None and self._frame.eof:
-                data, self._frame = self._frame.unused_data, None
-            data = data or self._raw.read(1 << 16)
-            if not data:
-                if self._frame is not None:
-                    raise zstandard.ZstdError("stream ends inside a frame")
-                return 0
-            if self._frame is None:
-                self._frame = self._dctx.decompressobj()
-            self._out = memoryview(self._frame.decompress(data))
-        n = min(len(buf), len(self._out))
-        buf[:n], self._out = self._out[:n], self._out[n:]
+        n = self._reader.readinto(buf)
+        if n == 0 and not self._framing.complete:
+            raise zstandard.ZstdError("stream ends inside a frame")
         return n
 
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+class _ZstdFraming:
+    """A compressed stream that follows where the bytes read from it stand in the zstd frame structure (RFC 8878):
+    frame and block headers are parsed, block contents and skippable frames skipped."""
+
+    _MAGIC, _SKIPPABLE = 0xFD2FB528, 0x184D2A50
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._field = bytearray()
+        self._need = 4  # bytes of the field being read: a magic number to begin with
+        self._state = "magic"
+        self._skip = 0
+        self._checksum = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether the bytes so far end where a frame ends (or there are none)."""
+        return self._state == "magic" and not self._field and not self._skip
+
+    def read(self, size: int = -1) -> bytes:
+        """The next compressed bytes. Raises ``ZstdError`` on bytes that are not zstd frames."""
+        data = self._raw.read(size)
+        self._follow(data)
+        return data
+
+    def _follow(self, data: bytes) -> None:
+        i, n = 0, len(data)
+        while i < n:
+            if self._skip:
+                k = min(self._skip, n - i)
+                self._skip -= k
+                i += k
+                continue
+            k = min(self._need - len(self._field), n - i)
+            self._field += data[i:i + k]
+            i += k
+            if len(self._field) == self._need:
+                field = int.from_bytes(self._field, "little")
+                self._field.clear()
+                self._advance(field)
+
+    def _advance(self, field: int) -> None:
+        state = self._state
+        if state == "magic":
+            if field == self._MAGIC:
+                self._state, self._need = "descriptor", 1
+            elif field & 0xFFFFFFF0 == self._SKIPPABLE:
+                self._state, self._need = "skippable", 4
+            else:
+                raise zstandard.ZstdError(f"not a zstd frame (magic number {field:#010x})")
+        elif state == "skippable":
+            self._state, self._need, self._skip = "magic", 4, field
+        elif state == "descriptor":
+            single, self._checksum = bool(field & 0x20), bool(field & 0x04)
+            size = (0 if single else 1) + (0, 1, 2, 4)[field & 3] + ((1 if single else 0), 2, 4, 8)[field >> 6]
+            self._state, self._need, self._skip = "block", 3, size  # the rest of the header is skipped
+        elif state == "block":
+            last, kind, size = field & 1, (field >> 1) & 3, field >> 3
+            if kind == 3:
+                raise zstandard.ZstdError("corrupt zstd block (reserved block type)")
+            self._skip = 1 if kind == 1 else size
+            if last:
+                self._state, self._need = ("checksum", 4) if self._checksum else ("magic", 4)
+        else:  # the content checksum, checked by the decompressor
+            self._state, self._need = "magic", 4
 
 
 def _open_stream(path: Path, fmt: str) -> IO[bytes]:
@@ -185,42 +291,94 @@ def _doc_id(rec: dict, id_field: str | None, name: str, lineno: int) -> str | No
     return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
-def _read_jsonl(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
+Batches = Iterator[tuple[pa.Table, pa.Table, pa.Table]]
+
+
+def _read_jsonl(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
     """Lines gathered into blocks of about ``JSONL_BLOCK_BYTES``; a block is parsed by Arrow's JSON reader when every
     record in it is a clean document, else line by line (the same result: the fast path only handles what it can)."""
     lineno = 0
     with _open_stream(path, b.unit.source.format or "jsonl") as stream:
-        for block in _line_blocks(stream):
-            yield from _jsonl_block(b, block, lineno, name, file_index)
+        for block, overlong in _line_blocks(stream, record_limit(b.max_doc_bytes)):
+            yield from _jsonl_block(b, block, lineno, name, file_index, overlong)
             lineno += len(block)
 
 
-def _line_blocks(stream: IO[bytes]) -> Iterator[list[bytes]]:
-    """The stream's lines in lists of about ``JSONL_BLOCK_BYTES``; a stream that breaks off still delivers the lines
-    read before the break, then raises."""
-    block: list[bytes] = []
+def _line_blocks(stream: IO[bytes], limit: int) -> Iterator[tuple[list[Any], bool]]:
+    """The stream's lines, split at the line feed byte only and each with its line feed, in lists of about
+    ``JSONL_BLOCK_BYTES``, each list with whether it holds an :class:`_Overlong`: a line of more than ``limit``
+    bytes (its line feed not counted), which is read to its end without being held. A stream that breaks off still
+    delivers the lines read before the break, then raises."""
+    block: list[Any] = []
     size = 0
+    overlong = False
+    head: list[bytes] = []  # the start of a line whose end is not read yet
+    head_size = 0
+    skipping: _Overlong | None = None
     try:
-        for line in stream:
-            block.append(line)
-            size += len(line)
+        while data := stream.read1(READ_BYTES):
+            start = 0
+            if skipping is not None:
+                end = data.find(b"\n")
+                if end < 0:
+                    skipping.size += len(data)
+                    continue
+                skipping.size += end
+                block.append(skipping)
+                overlong, skipping, start = True, None, end + 1
+            chunk = io.BytesIO(data)  # shares the bytes: its lines are the only copy
+            chunk.seek(start)
+            lines = chunk.readlines()
+            tail = lines.pop() if lines and lines[-1][-1] != 10 else b""
+            if head and lines:
+                lines[0] = b"".join([*head, lines[0]])
+                head, head_size = [], 0
+            if lines:
+                if max(map(len, lines)) > limit + 1:
+                    lines = [x if len(x) <= limit + 1 else _Overlong(len(x) - 1, x[:RAW_PREVIEW]) for x in lines]
+                    overlong = True
+                block += lines
+                size += len(data) - start
+            if tail:
+                head.append(tail)
+                head_size += len(tail)
+                if head_size > limit:
+                    skipping = _Overlong(head_size, _preview(head))
+                    head, head_size = [], 0
             if size >= JSONL_BLOCK_BYTES:
-                full, block, size = block, [], 0
-                yield full
+                yield block, overlong
+                block, size, overlong = [], 0, False
+        if skipping is not None:
+            block.append(skipping)
+            overlong = True
+        elif head:
+            line = b"".join(head)
+            block.append(line if len(line) <= limit else _Overlong(len(line), line[:RAW_PREVIEW]))
+            overlong = overlong or len(line) > limit
     except Exception:
         if block:
-            yield block
+            yield block, overlong
         raise
     if block:
-        yield block
+        yield block, overlong
 
 
-def _jsonl_block(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_index: int
-                 ) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """Lines ``lineno + 1 ...`` of a file."""
+def _preview(pieces: list[bytes]) -> bytes:
+    """The first ``RAW_PREVIEW`` bytes of the concatenation of ``pieces``, without joining them all."""
+    out = bytearray()
+    for piece in pieces:
+        out += piece[:RAW_PREVIEW - len(out)]
+        if len(out) >= RAW_PREVIEW:
+            break
+    return bytes(out)
+
+
+def _jsonl_block(b: _Batcher, lines: list[Any], lineno: int, name: str, file_index: int,
+                 overlong: bool = False) -> Batches:
+    """Lines ``lineno + 1 ...`` of a file; ``overlong``: some are :class:`_Overlong`."""
     if not lines:
         return
-    docs = _clean_jsonl_docs(b, lines, lineno, name, file_index)
+    docs = None if overlong else _clean_jsonl_docs(b, lines, lineno, name, file_index)
     if docs is not None:
         text_bytes = pc.sum(pc.binary_length(docs["text"])).as_py() or 0
         start = 0
@@ -235,9 +393,12 @@ def _jsonl_block(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_i
     base = file_index << 40
     for line in lines:
         lineno += 1
+        loc, pos = f"line {lineno}", base + lineno
+        if type(line) is _Overlong:
+            _overlong_error(b, line, "line", name, loc, pos)
+            continue
         if not line.strip():
             continue
-        loc, pos = f"line {lineno}", base + lineno
         try:
             rec = orjson.loads(line)
         except orjson.JSONDecodeError as e:
@@ -249,7 +410,7 @@ def _jsonl_block(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_i
         else:
             if not isinstance(rec, dict):
                 b.error(name, loc, "bad_json", f"expected a JSON object, got {type(rec).__name__}", line, pos)
-            elif _check_text(b, rec.get(src.text_field), src.text_field, name, loc, line, pos, src.max_doc_bytes):
+            elif _check_text(b, rec.get(src.text_field), src.text_field, name, loc, line, pos):
                 doc_id = _doc_id(rec, src.id_field, name, lineno)
                 if doc_id is None:
                     b.error(name, loc, "missing_field", f"no usable id field {src.id_field!r}", line, pos)
@@ -341,17 +502,24 @@ def _arrow_json(data: bytes, schema: pa.Schema) -> pa.Table:
                         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
 
 
-def _read_parquet(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
+def _is_text_type(t: pa.DataType) -> bool:
+    """Whether a column of type ``t`` holds strings: string, large_string, string_view, or a dictionary of them
+    (what pandas categoricals become)."""
+    if pa.types.is_dictionary(t):
+        return _is_text_type(t.value_type)
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _read_parquet(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
     src = b.unit.source
     pf = pq.ParquetFile(path)
     cols = pf.schema_arrow.names
     for field in [src.text_field] + ([src.id_field] if src.id_field else []):
         if field not in cols:
             raise _FileError("missing_field", f"no column {field!r} (columns: {', '.join(cols)})")
-    if not pa.types.is_string(pf.schema_arrow.field(src.text_field).type) and \
-            not pa.types.is_large_string(pf.schema_arrow.field(src.text_field).type):
-        raise _FileError("bad_type", f"column {src.text_field!r} is {pf.schema_arrow.field(src.text_field).type}, "
-                                     "not a string")
+    text_type = pf.schema_arrow.field(src.text_field).type
+    if not _is_text_type(text_type):
+        raise _FileError("bad_type", f"column {src.text_field!r} is {text_type}, not a string")
     row = 0
     wanted = [src.text_field] + ([src.id_field] if src.id_field and src.id_field != src.text_field else [])
     for batch in pf.iter_batches(batch_size=b.batch_size, columns=wanted):
@@ -359,7 +527,7 @@ def _read_parquet(b: _Batcher, path: Path, name: str, file_index: int) -> Iterat
         ids = batch.column(src.id_field).to_pylist() if src.id_field else None
         for k, text in enumerate(texts):
             loc, pos = f"row {row}", (file_index << 40) + row
-            if _check_text(b, text, src.text_field, name, loc, None, pos, src.max_doc_bytes):
+            if _check_text(b, text, src.text_field, name, loc, None, pos):
                 doc_id = f"{name}:{row}" if ids is None else (None if ids[k] is None else str(ids[k]))
                 if doc_id is None:
                     b.error(name, loc, "missing_field", f"id column {src.id_field!r} is null", None, pos)
@@ -370,36 +538,47 @@ def _read_parquet(b: _Batcher, path: Path, name: str, file_index: int) -> Iterat
                 yield b.flush()
 
 
-def _read_lines(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
-    src = b.unit.source
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            loc, pos = f"line {lineno}", (file_index << 40) + lineno
-            try:
-                text = line.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as u:
-                b.error(name, loc, "bad_utf8", f"invalid UTF-8 at byte {u.start}", line, pos)
-            else:
-                if _check_text(b, text, "line", name, loc, None, pos, src.max_doc_bytes):
-                    b.doc(f"{name}:{lineno}", text, name, pos)
-            if b.full():
-                yield b.flush()
+def _read_lines(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
+    lineno = 0
+    with _open_stream(path, "lines") as f:
+        for block, _ in _line_blocks(f, record_limit(b.max_doc_bytes)):
+            for line in block:
+                lineno += 1
+                loc, pos = f"line {lineno}", (file_index << 40) + lineno
+                if type(line) is _Overlong:
+                    _overlong_error(b, line, "line", name, loc, pos)
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    text = line.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as u:
+                    b.error(name, loc, "bad_utf8", f"invalid UTF-8 at byte {u.start}", line, pos)
+                else:
+                    if _check_text(b, text, "line", name, loc, None, pos):
+                        b.doc(f"{name}:{lineno}", text, name, pos)
+                if b.full():
+                    yield b.flush()
 
 
-def _read_txt(b: _Batcher, path: Path, name: str, file_index: int) -> Iterator[tuple[pa.Table, pa.Table]]:
-    src = b.unit.source
-    data = path.read_bytes()
+def _read_txt(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
+    limit = record_limit(b.max_doc_bytes)
     pos = file_index << 40
+    with open(path, "rb") as f:
+        data = f.read(limit + len(_BOM) + 1)
+        size = os.fstat(f.fileno()).st_size
+    bom = len(_BOM) if data.startswith(_BOM) else 0
+    if len(data) - bom > limit:
+        _overlong_error(b, _Overlong(max(size, len(data)) - bom, data[bom:bom + RAW_PREVIEW]), "file", name, "file",
+                        pos)
+        return
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as u:
         b.error(name, "file", "bad_utf8", f"invalid UTF-8 at byte {u.start}", data[max(0, u.start - 200):], pos)
     else:
-        if text.startswith("\ufeff"):
-            text = text[1:]
-        if _check_text(b, text, "file", name, "file", None, pos, src.max_doc_bytes):
+        text = text[1:] if bom else text
+        if _check_text(b, text, "file", name, "file", None, pos):
             b.doc(name, text, name, pos)
     if b.full():
         yield b.flush()
@@ -415,8 +594,11 @@ _READERS = {"jsonl": _read_jsonl, "jsonl.gz": _read_jsonl, "jsonl.zst": _read_js
             "parquet": _read_parquet, "lines": _read_lines, "txt": _read_txt}
 
 
-def read_unit(unit: Unit, batch_size: int) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """Yield ``(docs, errors)`` batches for every file of ``unit``, in order.
+def read_unit(unit: Unit, batch_size: int) -> Iterator[tuple[pa.Table, pa.Table, pa.Table]]:
+    """Yield ``(docs, errors, removed)`` batches for every file of ``unit``, in order: ``docs`` in
+    :data:`DOC_SCHEMA`, ``errors`` in :data:`ERROR_SCHEMA`, ``removed`` (documents over ``max_doc_bytes``, reason
+    ``too_large``, removed at step :data:`READ_STEP`) in :data:`REMOVED_SCHEMA`. At most one batch and one record
+    of at most :func:`record_limit` bytes are held in memory.
 
     Raises :class:`FileFailure` for a file-level problem when the source says ``on_error: fail``.
     """

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from mixlab.config import Strict, apply_overrides, load_yaml, suggest, validate
 from mixlab.errors import ConfigError
+from mixlab.logs import log
 
 FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "txt", "lines")
 _SUFFIX_FORMAT = {".jsonl": "jsonl", ".json": "jsonl", ".jsonl.gz": "jsonl.gz", ".json.gz": "jsonl.gz",
@@ -55,6 +57,20 @@ class Output(Strict):
         return v
 
 
+def max_workers() -> int:
+    """The most worker processes a run may start: 4 x the CPU count; more only contend for the same cores."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_workers(workers: int, key: str) -> None:
+    """ConfigError naming ``key`` unless ``1 <= workers <= max_workers()``."""
+    if workers < 1:
+        raise ConfigError(f"{key}: must be at least 1 (got {workers})")
+    if workers > max_workers():
+        raise ConfigError(f"{key}: at most {max_workers()} (4 x the {os.cpu_count() or 1} CPUs of this machine), "
+                          f"got {workers}")
+
+
 class Executor(Strict):
     type: Literal["local"] = "local"
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
@@ -63,6 +79,13 @@ class Executor(Strict):
     work_compression: Literal["none", "lz4", "zstd"] = Field(
         default="none", description="codec of the temporary Arrow IPC files in OUT/.work: none is fastest; lz4 "
         "or zstd trade time for disk")
+
+    @field_validator("workers")
+    @classmethod
+    def _at_most_four_per_cpu(cls, v: int) -> int:
+        if v > max_workers():
+            raise ValueError(f"at most {max_workers()} (4 x the {os.cpu_count() or 1} CPUs of this machine)")
+        return v
 
 
 class Mixture(Strict):
@@ -155,27 +178,104 @@ def infer_format(path: Path) -> str | None:
     return None
 
 
-def _expand(base: Path, source: Source, i: int) -> list[Path]:
-    files: set[Path] = set()
+def _expand(base: Path, source: Source, i: int, owners: dict[str, int] | None = None) -> list[Path]:
+    """The files of ``sources[i]``, sorted, each once by its real path: overlapping globs, symbolic links (loops
+    included) and a directory reached twice name a file once. ``*`` and ``**`` skip hidden names, as in
+    :func:`glob.glob`; a directory given for a ``txt`` or ``lines`` source stands for its visible files below it.
+
+    ``owners`` (real path -> index of the source that reads it) is shared across the sources of a recipe and
+    updated: a file an earlier source already reads stays with it, and a warning names both sources.
+
+    Raises ConfigError naming the key when a pattern matches nothing, a path does not exist, or every file of the
+    source is read by earlier sources.
+    """
+    found: dict[str, Path] = {}
     for j, pattern in enumerate(source.patterns):
         where = f"sources[{i}].path" + (f"[{j}]" if isinstance(source.path, list) else "")
         full = resolve(base, pattern)
         if glob.has_magic(str(full)):
-            matches = [Path(m) for m in glob.glob(str(full), recursive=True)]
-            matches = [m for m in matches if not m.is_dir() or source.format not in ("txt",)]
+            matches = [m for m in _glob(full) if source.format != "txt" or not m.is_dir()]
             if not matches:
                 raise ConfigError(f"{where}: {pattern!r} matches no file (looked in {full.parent})")
-            files.update(matches)
         elif full.is_dir() and source.format in ("txt", "lines"):
-            found = [p for p in full.rglob("*") if p.is_file()]
-            if not found:
+            matches = [m for m in _glob_in(full, ("**", "*")) if m.is_file()]
+            if not matches:
                 raise ConfigError(f"{where}: directory {pattern!r} holds no file")
-            files.update(found)
         elif full.exists():
-            files.add(full)
+            matches = [full]
         else:
             raise ConfigError(f"{where}: {pattern!r} does not exist (resolved to {full})")
-    return sorted(files)
+        for m in sorted(matches):
+            found.setdefault(os.path.realpath(m), m)
+    if owners is None:
+        return sorted(found.values())
+    taken: dict[int, list[Path]] = {}
+    for real, m in found.items():
+        if owners.setdefault(real, i) != i:
+            taken.setdefault(owners[real], []).append(m)
+    for k, paths in sorted(taken.items()):
+        names = ", ".join(str(p) for p in sorted(paths)[:3]) + (", ..." if len(paths) > 3 else "")
+        if len(paths) == len(found):
+            raise ConfigError(f"sources[{i}].path: every file it names is already read by sources[{k}] ({names})")
+        log.warning(f"sources[{i}].path: {len(paths)} file(s) also named by sources[{k}] ({names}); each is read "
+                    f"once, by sources[{k}]")
+    return sorted(m for real, m in found.items() if owners[real] == i)
+
+
+def _glob(pattern: Path) -> list[Path]:
+    """What ``glob.glob(pattern, recursive=True)`` lists, without following a symbolic link back into a directory
+    already walked (glob.glob lists a file once per way round a loop, up to the kernel's 40 links)."""
+    parts = pattern.parts
+    k = next(n for n, part in enumerate(parts) if glob.has_magic(part))
+    return list(_glob_in(Path(*parts[:k]), parts[k:]))
+
+
+def _glob_in(folder: Path, parts: tuple[str, ...]) -> Iterator[Path]:
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        for sub in _walk_dirs(folder):
+            if rest:
+                yield from _glob_in(sub, rest)
+            else:
+                yield sub
+                yield from (sub / n for n in _visible(sub, "*") if not (sub / n).is_dir())
+    elif glob.has_magic(head):
+        for name in _visible(folder, head):
+            if not rest:
+                yield folder / name
+            elif (folder / name).is_dir():
+                yield from _glob_in(folder / name, rest)
+    elif rest:
+        if (folder / head).is_dir():
+            yield from _glob_in(folder / head, rest)
+    elif os.path.lexists(folder / head):
+        yield folder / head
+
+
+def _visible(folder: Path, pattern: str) -> list[str]:
+    """Names in ``folder`` matching ``pattern``, sorted; hidden names only for a pattern that starts with a dot."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern) and (pattern[0] == "." or n[0] != "."))
+
+
+def _walk_dirs(top: Path) -> Iterator[Path]:
+    """``top`` and every visible directory below it, symbolic links followed, each real directory once."""
+    seen: set[tuple[int, int]] = set()
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        yield folder
+        stack.extend(folder / n for n in reversed(_visible(folder, "*")) if (folder / n).is_dir())
 
 
 def parse_steps(raw: list[Any], source: str = "") -> list[StepSpec]:
@@ -214,8 +314,9 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     base = path.resolve().parent
     steps = parse_steps(model.steps, str(path))
     files = []
+    owners: dict[str, int] = {}
     for i, source in enumerate(model.sources):
-        found = _expand(base, source, i)
+        found = _expand(base, source, i, owners)
         if source.format is None:
             formats = {infer_format(f) for f in found}
             if len(formats) != 1 or None in formats:
@@ -224,3 +325,94 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             source.format = formats.pop()
         files.append(found)
     return Recipe(model, steps, files, base)
+
+
+def check_output(recipe: Recipe, root: Path) -> None:
+    """Refuse, before any work, an output directory ``root`` that overlaps the inputs, naming the source key and
+    the output: a source glob or ``txt``/``lines`` directory that could read what the run writes into ``root``
+    (its log, shards, the directory itself), also through symbolic links, or an input file inside a path the run
+    writes into and ``--fresh`` deletes.
+
+    Raises ConfigError.
+    """
+    from curate.layout import Layout
+
+    out = Path(os.path.realpath(root))
+    written = Layout(out).written_examples(sorted({s.domain for s in recipe.model.sources}),
+                                           [s.name for s in recipe.steps])
+    for i, source in enumerate(recipe.model.sources):
+        for j, pattern in enumerate(source.patterns):
+            where = f"sources[{i}].path" + (f"[{j}]" if isinstance(source.path, list) else "")
+            full = resolve(recipe.base, pattern)
+            if glob.has_magic(str(full)):
+                k = next(n for n, part in enumerate(full.parts) if glob.has_magic(part))
+                folder, parts = Path(*full.parts[:k]), full.parts[k:]
+            elif full.is_dir() and source.format in ("txt", "lines"):
+                folder, parts = full, ("**", "*")
+            else:
+                continue
+            hit = _reaches(folder, parts, out, written, set())
+            if hit is not None:
+                what = "the directory itself" if hit == out else f"such as {hit}"
+                raise ConfigError(f"{where}: {pattern!r} would read what this run writes into the output directory "
+                                  f"{out} ({what}); choose an output outside the inputs or a narrower pattern")
+        for f in recipe.files[i]:
+            real = Path(os.path.realpath(f))
+            if real == out or out not in real.parents:
+                continue
+            owned = real.relative_to(out).parts[0]
+            if Layout.is_owned(owned):
+                raise ConfigError(f"sources[{i}].path: the input {f} lies in {out / owned}, which this run writes "
+                                  f"(and --fresh deletes); move it out of the output directory {out} or choose "
+                                  "another output")
+
+
+def _reaches(folder: Path, parts: tuple[str, ...], out: Path, written: list[Path],
+             seen: set[tuple[str, tuple[str, ...]]]) -> Path | None:
+    """The first of ``written`` (paths under ``out``) that the glob ``parts`` applied in ``folder`` would list, as
+    :func:`_glob_in` walks it (symbolic links followed), or None."""
+    real = os.path.realpath(folder)
+    if (real, parts) in seen:
+        return None
+    seen.add((real, parts))
+    if real == str(out) or Path(real) in out.parents:
+        hit = next((w for w in written if _could_match(parts, w.relative_to(real).parts)), None)
+        if hit is not None:
+            return hit
+    if not parts:
+        return None
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        if (hit := _reaches(folder, rest, out, written, seen)) is not None:
+            return hit
+        below = [(folder / n, parts) for n in _visible(folder, "*")]
+    elif glob.has_magic(head):
+        below = [(folder / n, rest) for n in _visible(folder, head)]
+    else:
+        below = [(folder / head, rest)]
+    for sub, sub_parts in below:
+        if sub.is_dir() and (hit := _reaches(sub, sub_parts, out, written, seen)) is not None:
+            return hit
+    return None
+
+
+def _could_match(pattern: tuple[str, ...], path: tuple[str, ...]) -> bool:
+    """Whether ``glob.glob(pattern, recursive=True)`` would list ``path`` if it existed: ``*`` and ``**`` skip
+    hidden names unless the pattern part starts with a dot. A ``*`` part of ``path`` is any visible name."""
+    if not pattern:
+        return not path
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        if _could_match(rest, path):
+            return True
+        return bool(path) and not path[0].startswith(".") and _could_match(pattern, path[1:])
+    if not path:
+        return False
+    name = path[0]
+    if name == "*":
+        fits = True
+    elif glob.has_magic(head):
+        fits = fnmatch.fnmatchcase(name, head) and (not name.startswith(".") or head.startswith("."))
+    else:
+        fits = name == head
+    return fits and _could_match(rest, path[1:])

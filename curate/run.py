@@ -13,16 +13,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from curate import card, tasks
+from curate import card, integrity, reuse, tasks
 from curate.executors import LocalExecutor, Task
 from curate.layout import WORK_FORMAT, Layout, read_json, write_json_atomic, write_text_atomic
 from curate.mixture import weigh
 from curate.plan import Plan, build_plan
-from curate.recipe import Recipe
+from curate.readers import READ_STEP
+from curate.recipe import Recipe, check_output
 from curate.steps import REGISTRY
 from mixlab import __version__
 from mixlab import logs
-from mixlab.errors import ConfigError, MixlabError, RunError
+from mixlab.errors import ConfigError, MixlabError, RunError, storage_problem
 from mixlab.logs import log
 
 BYTES_PER_TOKEN = 4.0
@@ -30,51 +31,99 @@ BYTES_PER_TOKEN = 4.0
 
 
 def prepare_output(recipe: Recipe, root: Path, fresh: bool) -> str:
-    """Check ``root`` against this recipe; return 'new', 'resume' or 'complete'."""
-    lay = Layout(root)
-    recipe_hash = recipe.hash()
+    """Check ``root`` against this recipe before any work; return 'new', 'resume' or 'complete'.
+
+    The caller holds the output's lock (:class:`curate.layout.OutputLock`). With ``fresh`` only what runs wrote is
+    deleted (:meth:`Layout.clear`). Raises ConfigError, nothing done, for an output that overlaps the inputs, a
+    non-empty directory holding no corpus, a run of another recipe or work format, a damaged state file or
+    manifest, or a directory that cannot be written (read-only, full, forbidden).
+    """
+    check_output(recipe, root)
+    try:
+        return _prepare(recipe, Layout(root), fresh)
+    except OSError as e:
+        if (problem := storage_problem(e)) is None:
+            raise
+        raise ConfigError(f"cannot use the output directory {root}: {problem}") from None
+
+
+def _prepare(recipe: Recipe, lay: Layout, fresh: bool) -> str:
+    root, recipe_hash = lay.root, recipe.hash()
     if root.exists() and not root.is_dir():
         raise ConfigError(f"output.dir: {root} exists and is not a directory")
-    is_ours = lay.manifest.exists() or (lay.state / "recipe.json").exists()
-    if root.exists() and any(p.name != "logs" for p in root.iterdir()) and not is_ours:
+    state_file = lay.state / "recipe.json"
+    is_ours = lay.manifest.exists() or state_file.exists()
+    if root.exists() and not is_ours and any(p.name not in ("logs", Layout.LOCK) for p in root.iterdir()):
         raise ConfigError(f"output.dir: {root} is not empty and holds no mixlab corpus; refusing to write into it")
     if fresh and root.exists():
         lay.clear()
     elif is_ours:
-        old = read_json(lay.state / "recipe.json")["recipe_hash"] if (lay.state / "recipe.json").exists() \
-            else read_json(lay.manifest).get("recipe_hash")
+        saved = _saved_run(state_file if state_file.exists() else lay.manifest)
+        old = saved["recipe_hash"]
         if old != recipe_hash:
             raise ConfigError(f"output.dir: {root} holds a run of a different recipe (hash {old[:12]} vs "
                               f"{recipe_hash[:12]}); pass --fresh to replace it or choose another output")
         if lay.manifest.exists():
+            _saved_run(lay.manifest)
             return "complete"
-        work_format = read_json(lay.state / "recipe.json").get("work_format", 1)
+        work_format = saved.get("work_format", 1)
         if work_format != WORK_FORMAT:
             raise ConfigError(f"output.dir: {root} holds an unfinished run whose temporary files are in another "
                               f"format (an earlier mixlab: format {work_format} vs {WORK_FORMAT}); pass --fresh "
                               "to rebuild it")
         return "resume"
     root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(lay.state / "recipe.json", {"recipe_hash": recipe_hash, "recipe": recipe.to_dict(),
-                                                  "work_format": WORK_FORMAT})
+    write_json_atomic(state_file, {"recipe_hash": recipe_hash, "recipe": recipe.to_dict(),
+                                   "work_format": WORK_FORMAT})
     return "new"
 
 
+def _saved_run(path: Path) -> dict[str, Any]:
+    """``.state/recipe.json`` or ``manifest.json`` of an earlier run; ConfigError pointing to --fresh if damaged."""
+    try:
+        data = read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("recipe_hash"), str):
+            raise ValueError("no recipe_hash")
+    except ValueError as e:  # also JSON and UTF-8 decoding errors
+        raise ConfigError(f"{path}: damaged, not the JSON a run writes ({str(e).splitlines()[0][:100]}); pass "
+                          "--fresh to rebuild the output") from None
+    return data
+
+
 def run(recipe: Recipe, root: Path, workers: int, fresh: bool = False, keep_work: bool = False) -> dict[str, Any]:
-    """Build the corpus at ``root``; returns the manifest."""
+    """Build the corpus at ``root``; returns the manifest.
+
+    A complete corpus is checked against its manifest's sha256 and returned (RunError naming damaged files); an
+    unfinished run is resumed only when its input files match the fingerprints recorded when it started
+    (ConfigError naming the changed files otherwise), and its finished tasks are reused only when the files they
+    wrote still match their checksums (the others run again)."""
     plan = build_plan(recipe)
-    state = prepare_output(recipe, root, fresh)
+    try:
+        state = prepare_output(recipe, root, fresh)
+    except ConfigError:
+        if not fresh:
+            _refuse_changed_file_list(recipe, Layout(root))
+        raise
     lay = Layout(root)
     if state == "complete":
-        log.info(f"{root}: already complete for this recipe (use --fresh to rebuild)")
-        return read_json(lay.manifest)
+        manifest = integrity.read_manifest(lay.manifest)
+        problems, n, nbytes = integrity.verify_manifest(root, manifest)
+        if problems:
+            raise integrity.damaged_corpus_error(root, problems)
+        log.info(f"{root}: already complete for this recipe, its {n} files ({nbytes / 1e6:,.1f} MB) match the "
+                 "manifest (use --fresh to rebuild)")
+        return manifest
+    _fingerprint_inputs(recipe, lay, state)
     handler = logs.add_file(lay.log)
     try:
         return _run(plan, lay, state, workers, keep_work)
     except MixlabError:
         raise
-    except Exception:  # a bug: the traceback goes to the run's log, and up
+    except Exception as e:  # a full or read-only disk, else a bug: the traceback goes to the run's log
         log.debug(traceback.format_exc())
+        if (problem := storage_problem(e)) is not None:
+            raise RunError(f"{problem} (writing {root}); fix it and run again to resume; details in "
+                           f"{lay.log}") from None
         log.error(f"curate run failed with an internal error; traceback in {lay.log}")
         raise
     finally:
@@ -82,11 +131,45 @@ def run(recipe: Recipe, root: Path, workers: int, fresh: bool = False, keep_work
         handler.close()
 
 
+def _input_names(recipe: Recipe) -> dict[str, Path]:
+    return {recipe.source_name(f): f for files in recipe.files for f in files}
+
+
+def _fingerprint_inputs(recipe: Recipe, lay: Layout, state: str) -> None:
+    """Record the input files' fingerprints when a run starts; on resume, refuse inputs that changed since."""
+    path = lay.state / "inputs.json"
+    if state == "resume" and path.exists():
+        integrity.check_inputs(path, _input_names(recipe), lay.root)
+        return
+    if state == "resume":
+        log.warning(f"{lay.root}: this unfinished run recorded no input fingerprints (an earlier mixlab); "
+                    "recording them now, so changes made before this point go unnoticed")
+    write_json_atomic(path, integrity.inputs_record(_input_names(recipe)))
+
+
+def _refuse_changed_file_list(recipe: Recipe, lay: Layout) -> None:
+    """When the output holds an unfinished run of this same recipe whose input files were added or removed since
+    (which changes the recipe's hash), raise a ConfigError naming those files."""
+    path = lay.state / "inputs.json"
+    try:
+        started = read_json(lay.state / "recipe.json")["recipe"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if lay.manifest.exists() or not path.exists() or started != json.loads(json.dumps(recipe.to_dict())):
+        return
+    try:
+        integrity.check_inputs(path, _input_names(recipe), lay.root)
+    except RunError:  # a damaged fingerprint record: the caller's error stands
+        return
+
+
 def _run(plan: Plan, lay: Layout, state: str, workers: int, keep_work: bool) -> dict[str, Any]:
     root, recipe = lay.root, plan.recipe
     if state == "resume":
+        again = reuse.invalidate_damaged(lay, plan)
         done = len(list(lay.state.rglob("*.done")))
-        log.info(f"resuming {root}: {done} tasks already done")
+        log.info(f"resuming {root}: {done} tasks already done" +
+                 (f", {len(again)} finished tasks run again (their files were damaged or deleted)" if again else ""))
     started = time.time()
     log.info(f"curate run {recipe.name}: {sum(len(u.files) for u in plan.units)} files in {len(plan.units)} units, "
              f"{len(recipe.steps)} steps, {workers} workers -> {root}")
@@ -107,10 +190,10 @@ def _run(plan: Plan, lay: Layout, state: str, workers: int, keep_work: bool) -> 
                 if seg.apply is not None:
                     for stage in ("shuffle", "side"):
                         shutil.rmtree(lay.work / stage / seg.apply.name, ignore_errors=True)
-        domains = sorted(str(p.relative_to(lay.work / "final")) for p in (lay.work / "final").glob("**/")
-                         if any(p.glob("u*.arrow"))) if (lay.work / "final").exists() else []
+        domains = reuse.output_domains(lay, plan)
         final = [Task(f"finalize/data/{d}", "finalize_domain", (d,)) for d in domains]
-        final += [Task(f"finalize/removed/{s.name}", "finalize_side", (s.name,)) for s in recipe.steps]
+        removal_steps = [READ_STEP, *(s.name for s in recipe.steps)]
+        final += [Task(f"finalize/removed/{s}", "finalize_side", (s,)) for s in removal_steps]
         final.append(Task("finalize/errors", "finalize_side", ("errors",)))
         ex.run([t for t in final if not lay.done(t.id)], "write shards")
     manifest = _write_outputs(plan, lay, domains, time.time() - started)
@@ -134,21 +217,24 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
                          "shards": shards}
     removed_by_step: dict[str, dict[str, int]] = {}
     funnel = []
-    for spec in recipe.steps:
-        st = collected["steps"][spec.name]
-        removed_by_step[spec.name] = dict(sorted(st["removed"].items()))
+    totals = collected["totals"]
+    read_params = {"max_doc_bytes": [s.max_doc_bytes for s in recipe.model.sources]}
+    no_read_stats = {"documents_in": totals["read"] - totals["errored"], "removed": {}, "histograms": {}}
+    collected["steps"].setdefault(READ_STEP, no_read_stats)  # a run resumed from stats written before step `read`
+    for name, params in [(READ_STEP, read_params), *((s.name, s.params.model_dump(mode="json")) for s in recipe.steps)]:
+        st = collected["steps"][name]
+        removed_by_step[name] = dict(sorted(st["removed"].items()))
         n_removed = sum(st["removed"].values())
-        stats_doc = {"step": spec.name, "params": spec.params.model_dump(mode="json"),
+        stats_doc = {"step": name, "params": params,
                      "documents_in": st["documents_in"], "removed": n_removed,
-                     "kept": st["documents_in"] - n_removed, "removed_by_reason": removed_by_step[spec.name],
-                     "histograms": {col: {"edges": _edges(spec.name, col), "counts": c}
+                     "kept": st["documents_in"] - n_removed, "removed_by_reason": removed_by_step[name],
+                     "histograms": {col: {"edges": _edges(name, col), "counts": c}
                                     for col, c in st["histograms"].items()}}
         for stage in ("reduce", "combine"):
             if stage in st:
                 stats_doc[stage] = st[stage]
-        write_json_atomic(lay.stats / f"{spec.name}.json", stats_doc)
-        funnel.append({"step": spec.name, "documents_in": st["documents_in"], "removed": n_removed})
-    totals = collected["totals"]
+        write_json_atomic(lay.stats / f"{name}.json", stats_doc)
+        funnel.append({"step": name, "documents_in": st["documents_in"], "removed": n_removed})
     kept = sum(v["docs"] for v in per_domain.values())
     removed_total = sum(sum(r.values()) for r in removed_by_step.values())
     accounting = {"read": totals["read"], "kept": kept, "errored": totals["errored"], "removed": removed_by_step,
@@ -173,7 +259,7 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
         "sources": [{"domain": s.domain, "format": s.format, "files": [recipe.source_name(f) for f in files]}
                     for s, files in zip(recipe.model.sources, recipe.files)],
         "domains": per_domain, "corpus_sha256": corpus_hash, "bytes_per_token_estimate": BYTES_PER_TOKEN,
-        "removed": {spec.name: _shards(lay, f"finalize/removed/{spec.name}") for spec in recipe.steps},
+        "removed": {name: _shards(lay, f"finalize/removed/{name}") for name in removed_by_step},
         "keep_removed": recipe.model.output.keep_removed if isinstance(recipe.model.output.keep_removed, str)
         else f"sample {recipe.model.output.keep_removed.sample}",
         "errors": {"shards": error_shards, "by_kind": dict(sorted(error_kinds.items()))},

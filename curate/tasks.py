@@ -18,7 +18,7 @@ import xxhash
 from curate.arrow_io import AtomicIPCWriter, ShardWriter, iter_ipc, read_ipc
 from curate.layout import Layout, read_json, write_json_atomic
 from curate.plan import Plan, Segment, step_context
-from curate.readers import DOC_SCHEMA, ERROR_SCHEMA, read_unit
+from curate.readers import DOC_SCHEMA, ERROR_SCHEMA, READ_STEP, read_unit
 from curate.recipe import KeepRemoved, StepSpec
 from curate.steps import REGISTRY, GlobalStep, MapStep, Step
 from curate.steps.base import Decisions, SideStore, histogram
@@ -149,6 +149,11 @@ class _RemovedSink:
         self._w = AtomicIPCWriter(path, self.schema, compression) if policy != "none" else None
         self._held: list[pa.Table] = []
 
+    @property
+    def paths(self) -> list[Path]:
+        """The file this sink writes (none when removed documents are not kept)."""
+        return [self._w.path] if self._w is not None else []
+
     def add(self, removed: pa.Table, why: pa.Array) -> None:
         if self._w is None or removed.num_rows == 0:
             return
@@ -196,6 +201,11 @@ class _Spill:
         if self.bytes >= SPILL_BUFFER_BYTES:
             self.flush()
 
+    @property
+    def paths(self) -> list[Path]:
+        """The spill files written so far, one per partition that received keys."""
+        return [wr.path for wr in self.writers.values()]
+
     def flush(self) -> None:
         for p, tables in self.held.items():
             if p not in self.writers:
@@ -218,15 +228,24 @@ def _smallest(t: pa.Table, n: int) -> pa.Table:
 
 
 def _input_batches(w: Worker, seg: Segment, unit_index: int, errors: AtomicIPCWriter | None,
-                   counters: dict[str, int]) -> Iterator[pa.Table]:
+                   counters: dict[str, int], read_removed: tuple[_RemovedSink, _StepStats] | None = None
+                   ) -> Iterator[pa.Table]:
+    """The documents entering segment ``seg``: read from the unit's files (segment 0; error records go to
+    ``errors``, documents the readers remove to ``read_removed``), else loaded from the previous segment."""
     batch_size = w.plan.recipe.model.executor.batch_size
     if seg.index == 0:
         unit = w.plan.units[unit_index]
-        for docs, errs in read_unit(unit, batch_size):
-            counters["read"] += docs.num_rows + errs.num_rows
+        for docs, errs, removed in read_unit(unit, batch_size):
+            counters["read"] += docs.num_rows + errs.num_rows + removed.num_rows
             counters["errored"] += errs.num_rows
             if errors is not None:
                 errors.write(errs)
+            if read_removed is not None:
+                sink, stats = read_removed
+                stats.documents_in += docs.num_rows + removed.num_rows
+                if removed.num_rows:
+                    stats.removed.update(removed["reason"].to_pylist())
+                    sink.add(removed.drop_columns(["reason"]), removed["reason"].combine_chunks())
             if docs.num_rows:
                 yield docs
     else:
@@ -244,6 +263,12 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
     errors = AtomicIPCWriter(lay.errors_out(unit_index), ERROR_SCHEMA, codec) if seg.index == 0 else None
     stats = {spec.name: _StepStats() for spec in seg.steps}
     sinks: dict[str, _RemovedSink] = {}
+    read_removed = None
+    if seg.index == 0:
+        stats = {READ_STEP: _StepStats(), **stats}
+        sinks[READ_STEP] = _RemovedSink(lay.removed_out(READ_STEP, unit_index), DOC_SCHEMA, out_cfg.keep_removed,
+                                        plan.recipe.model.seed, codec)
+        read_removed = (sinks[READ_STEP], stats[READ_STEP])
     schema = plan.schemas[seg.index]
     running = in_schema or DOC_SCHEMA
     for spec in seg.steps:
@@ -267,7 +292,7 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
 
     if not seg.last:
         kept_writer("")
-    for batch in _input_batches(w, seg, unit_index, errors, counters):
+    for batch in _input_batches(w, seg, unit_index, errors, counters, read_removed):
         for spec in seg.steps:
             batch, why = _run_step(w, spec, batch, stats[spec.name], apply_global=(spec is seg.apply))
             removed_mask = pc.is_valid(why)
@@ -305,10 +330,9 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
         sink.close()
     if errors is not None:
         errors.close()
-    write_json_atomic(lay.task_stats(task), {
-        **counters, "steps": {name: st.to_json() for name, st in stats.items()},
-    })
-    lay.mark_done(task)
+    written = [wr.path for wr in [*kept_writers.values(), *([side] if side else []), *([errors] if errors else [])]]
+    written += [p for sink in sinks.values() for p in sink.paths] + (spill.paths if spill else [])
+    _finish(lay, task, {**counters, "steps": {name: st.to_json() for name, st in stats.items()}}, written)
 
 
 def run_reduce(w: Worker, spec: StepSpec, part: int) -> None:
@@ -322,9 +346,7 @@ def run_reduce(w: Worker, spec: StepSpec, part: int) -> None:
     out = AtomicIPCWriter(lay.decisions(spec.name, part), decisions.schema, codec)
     out.write(decisions)
     out.close()
-    task = reduce_task_id(spec.name, part)
-    write_json_atomic(lay.task_stats(task), counters)
-    lay.mark_done(task)
+    _finish(lay, reduce_task_id(spec.name, part), counters, [out.path])
 
 
 def combine_task_id(step: str) -> str:
@@ -341,9 +363,8 @@ def run_combine(w: Worker, spec: StepSpec) -> None:
     out = AtomicIPCWriter(lay.combined(spec.name), decisions.schema, w.plan.recipe.model.executor.work_compression)
     out.write(decisions.sort_by([("_unit", "ascending"), ("_pos", "ascending")]))
     out.close()
-    task = combine_task_id(spec.name)
-    write_json_atomic(lay.task_stats(task), counters)
-    lay.mark_done(task)
+    index = [p for p in (lay.root / "index").rglob("*") if p.is_file()] if (lay.root / "index").exists() else []
+    _finish(lay, combine_task_id(spec.name), counters, [out.path, *index])
 
 
 def run_finalize_domain(w: Worker, domain: str) -> None:
@@ -357,9 +378,7 @@ def run_finalize_domain(w: Worker, domain: str) -> None:
         for t in iter_ipc(f, plan.recipe.model.executor.batch_size):
             writer.write(t.select(out_schema.names))
     shards = writer.close()
-    task = f"finalize/data/{domain}"
-    write_json_atomic(lay.task_stats(task), {"shards": shards})
-    lay.mark_done(task)
+    _finish(lay, f"finalize/data/{domain}", {"shards": shards}, [lay.root / s["path"] for s in shards])
 
 
 def run_finalize_side(w: Worker, what: str) -> None:
@@ -393,8 +412,14 @@ def run_finalize_side(w: Worker, what: str) -> None:
     shards = writer.close() if writer else []
     target.mkdir(parents=True, exist_ok=True)
     task = f"finalize/{'errors' if what == 'errors' else 'removed/' + what}"
-    write_json_atomic(lay.task_stats(task), {"shards": shards})
-    lay.mark_done(task)
+    _finish(lay, task, {"shards": shards}, [lay.root / s["path"] for s in shards])
+
+
+def _finish(lay: Layout, task: str, stats: dict[str, Any], written: list[Path]) -> None:
+    """Write a task's stats, then its completion marker with the size and checksum of every file it wrote
+    (``written``, and the stats)."""
+    write_json_atomic(lay.task_stats(task), stats)
+    lay.mark_done(task, [*written, lay.task_stats(task)])
 
 
 def collect_map_stats(lay: Layout, plan: Plan) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class Strict(BaseModel):
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML file holds; ConfigError naming the file when it is missing, unreadable or not a mapping."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path}: no such file")
@@ -34,6 +35,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -63,7 +66,12 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             raise ConfigError(f"override {item!r}: bad key path {key!r}") from None
         if not parts:
             raise ConfigError(f"override {item!r}: empty key path")
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem}); quote it to pass "
+                              "a string") from None
         node: Any = data
         for i, part in enumerate(parts[:-1]):
             nxt = parts[i + 1]

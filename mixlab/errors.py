@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import re
+
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
@@ -30,3 +33,24 @@ class RunError(MixlabError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, EXIT_RUN_FAILED)
+
+
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                  errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                  errno.EPERM: "operation not permitted"}
+"""The OSErrors a user fixes by freeing space or choosing another place to write, and how each is said."""
+
+_ERRNO_IN_TEXT = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+
+
+def storage_problem(err: BaseException) -> str | None:
+    """One line for a full, read-only or forbidden filesystem (``path: read-only file system``), or None for any
+    other error. Understands Arrow's errors too, which carry the errno only in their text."""
+    if not isinstance(err, OSError):
+        return None
+    code = err.errno
+    if code is None and (m := _ERRNO_IN_TEXT.search(str(err))):
+        code = int(m.group(1))
+    if code not in STORAGE_ERRNOS:
+        return None
+    return f"{err.filename}: {STORAGE_ERRNOS[code]}" if err.filename else STORAGE_ERRNOS[code]

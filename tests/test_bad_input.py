@@ -68,6 +68,11 @@ class Run:
     def ids(self) -> list[str]:
         return [d["id"] for d in self.docs]
 
+    def removed(self, step: str) -> list[dict[str, Any]]:
+        """The documents ``step`` removed, with their ``reason``."""
+        files = sorted((self.out / "removed" / step).glob("*.parquet"))
+        return [r for f in files for r in pq.read_table(f).to_pylist()]
+
 
 def curate(tmp_path: Path, capsys: Any, recipe_data: dict[str, Any], **files: bytes) -> Run:
     """Write ``files`` (name -> content) and the recipe into ``tmp_path``, run `curate run`, and check that
@@ -166,15 +171,15 @@ def test_blank_lines_are_skipped_not_counted(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- size limits
 
 
-def test_document_over_max_doc_bytes_is_too_large_and_the_run_goes_on(tmp_path, capsys):
+def test_document_over_max_doc_bytes_is_removed_as_too_large_with_its_full_text(tmp_path, capsys):
     big = "x" * (20 * MiB)  # the default max_doc_bytes is 16 MiB
     data = jsonl({"text": "before"}, {"text": big}, {"text": "after"})
     run = curate(tmp_path, capsys, recipe(source("in.jsonl")), **{"in.jsonl": data})
 
-    assert run.code == 0
-    assert kinds(run) == [("in.jsonl", "line 2", "too_large")]
-    assert run.errors[0]["error"] == "document is 20.0 MiB, over max_doc_bytes (16.0 MiB)"
-    assert len(run.errors[0]["raw"]) == 2000  # a preview, not the 20 MB
+    assert run.code == 0 and run.errors == []
+    [gone] = run.removed("read")
+    assert (gone["id"], gone["reason"], gone["text"] == big) == ("in.jsonl:2", "too_large", True)
+    assert run.manifest["accounting"]["removed"]["read"] == {"too_large": 1}
     assert run.ids == ["in.jsonl:1", "in.jsonl:3"]
 
 
@@ -192,7 +197,7 @@ def test_max_doc_bytes_counts_utf8_bytes_not_characters(tmp_path, capsys):
     data = jsonl({"text": "é" * 600}, {"text": "e" * 600})  # 600 characters each: 1200 bytes and 600 bytes
     run = curate(tmp_path, capsys, recipe(source("in.jsonl", max_doc_bytes=1000)), **{"in.jsonl": data})
 
-    assert kinds(run) == [("in.jsonl", "line 1", "too_large")]
+    assert [(r["id"], r["reason"]) for r in run.removed("read")] == [("in.jsonl:1", "too_large")]
     assert run.ids == ["in.jsonl:2"]
 
 
@@ -334,12 +339,13 @@ def test_accounting_balances_on_a_mix_of_everything(tmp_path, capsys):
     assert run.code == 0
     acc = run.manifest["accounting"]
     assert acc["balanced"] and acc["read"] == acc["kept"] + acc["removed_total"] + acc["errored"]
-    assert acc["removed"] == {"normalize": {"empty_after_normalize": 1}, "exact_dedup": {"exact_duplicate": 1}}
+    assert acc["removed"] == {"read": {"too_large": 1}, "normalize": {"empty_after_normalize": 1},
+                              "exact_dedup": {"exact_duplicate": 1}}
     assert len(run.errors) == acc["errored"]
     assert acc["kept"] == len(run.docs) == sum(d["docs"] for d in run.manifest["domains"].values())
     assert run.manifest["errors"]["by_kind"] == {
-        "bad_json": 1, "bad_utf8": 1, "missing_field": 3, "bad_type": 1, "empty_text": 1, "too_large": 1,
-        "corrupt_file": 1, "unreadable": 1,
+        "bad_json": 1, "bad_utf8": 1, "missing_field": 3, "bad_type": 1, "empty_text": 1, "corrupt_file": 1,
+        "unreadable": 1,
     }
 
 

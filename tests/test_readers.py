@@ -26,7 +26,7 @@ def read_all(path: Path, **source: Any) -> tuple[pa.Table, pa.Table, list[int]]:
     src = Source(path=str(path), domain="web", **source)
     unit = Unit(index=3, source_index=0, source=src, files=[path], names=[path.name])
     docs, errors, sizes = [], [], []
-    for d, e in read_unit(unit, batch_size=100):
+    for d, e, _removed in read_unit(unit, batch_size=100):
         docs.append(d)
         errors.append(e)
         sizes.append(d.num_rows)

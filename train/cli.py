@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mixlab import cli
 from mixlab.config import load_config
-from mixlab.errors import EXIT_OK, MixlabError
+from mixlab.errors import EXIT_OK, ConfigError
 from mixlab.logs import log
 
 
@@ -92,17 +92,38 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_generate_arguments(args: argparse.Namespace) -> None:
+    """Refuse sampling settings and model paths that cannot work, before a model is loaded (ConfigError)."""
+    from train.tokenizer import TOKENIZER_FILES
+
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens {args.max_new_tokens}: must be at least 1")
+    if not 0 <= args.temperature < float("inf"):
+        raise ConfigError(f"--temperature {args.temperature}: must be 0 (greedy) or positive")
+    if not 0 < args.top_p <= 1:
+        raise ConfigError(f"--top-p {args.top_p}: must be in (0, 1]")
+    if not args.interactive and not args.prompt:
+        raise ConfigError("give --prompt TEXT or --interactive")
+    model = args.model
+    if not model.is_dir():
+        raise ConfigError(f"{model}: not a local model directory (models are never downloaded here)")
+    if not any((model / name).is_file() for name in ("config.json", "adapter_config.json")):
+        raise ConfigError(f"{model}: not a model (no config.json or adapter_config.json); give the final/ of "
+                          "`train pretrain`, or the final/adapter or final/merged of `train sft`")
+    if not any((model / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(f"{model}: holds no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from train import generate
 
+    _check_generate_arguments(args)
     model, tok = generate.load(args.model)
     opts = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
             "seed": args.seed}
     if args.interactive:
         generate.interactive(model, tok, **opts)
         return EXIT_OK
-    if not args.prompt:
-        raise MixlabError("give --prompt TEXT or --interactive")
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
         [{"role": "user", "content": args.prompt}]
     print(generate.reply(model, tok, messages, **opts))

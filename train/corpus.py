@@ -28,9 +28,9 @@ class Corpus:
         if not manifest.is_file():
             hint = " (an unfinished `curate run`: run it again to finish)" if (self.root / ".state").exists() else ""
             raise ConfigError(f"{self.root}: not a complete corpus, no manifest.json{hint}")
-        self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
+        self.manifest: dict[str, Any] = _read_json(manifest, "domains")
         mixture = self.root / "mixture.json"
-        self.mixture: dict[str, float] = json.loads(mixture.read_text())["weights"] if mixture.exists() else {}
+        self.mixture: dict[str, float] = _read_json(mixture, "weights")["weights"] if mixture.exists() else {}
 
     @property
     def name(self) -> str:
@@ -52,3 +52,14 @@ class Corpus:
     def batches(self, shard: Shard, columns: tuple[str, ...] = ("id", "text"),
                 batch_size: int = 2048) -> Iterator[pa.RecordBatch]:
         yield from pq.ParquetFile(shard.path).iter_batches(batch_size=batch_size, columns=list(columns))
+
+
+def _read_json(path: Path, key: str) -> dict[str, Any]:
+    """A JSON object file of a corpus that must hold ``key``; ConfigError naming the file when it is damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: damaged or unreadable ({e}); rebuild the corpus with `curate run`") from None
+    if not isinstance(data, dict) or not isinstance(data.get(key), dict):
+        raise ConfigError(f"{path}: damaged (no {key!r} object); rebuild the corpus with `curate run`")
+    return data

@@ -1,10 +1,14 @@
 """The training loop every `train` command shares (pretraining and SFT): optimizer and schedule, gradient
 accumulation and clipping, mixed precision, DDP / DeepSpeed, per-set evaluation, metrics, checkpoints and exact
-resume. A task subclasses :class:`Trainer` and supplies its batches, evaluation sets, plan and final save."""
+resume. A task subclasses :class:`Trainer` and supplies its batches, evaluation sets, plan and final save.
+
+Resuming refuses a checkpoint only when what was trained so far would differ (:meth:`Trainer.resume_fields`: model,
+data, tokenizer, seed, global batch); other settings may change, e.g. a raised ``optim.max_steps`` extends a run
+and the learning-rate schedule follows it. Each such change is logged and kept in later checkpoints' ``resumes``."""
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -47,6 +51,7 @@ class Distributed:
         if self.kind == "ddp":
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         elif self.kind == "deepspeed":
+            _check_deepspeed_launch()
             import deepspeed
 
             deepspeed.init_distributed("nccl" if self.device.type == "cuda" else "gloo")
@@ -62,6 +67,22 @@ class Distributed:
     def close(self) -> None:
         if self.kind != "none" and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+LAUNCH_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _check_deepspeed_launch() -> None:
+    """ConfigError unless DeepSpeed is installed and this process was told its rank (by a launcher, or MPI)."""
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError("distributed.backend: deepspeed is not installed (pip install deepspeed)")
+    missing = [v for v in LAUNCH_ENV if v not in os.environ]
+    mpi = "OMPI_COMM_WORLD_RANK" in os.environ and importlib.util.find_spec("mpi4py") is not None
+    if missing and not mpi:
+        raise ConfigError(f"distributed.backend: deepspeed needs a launcher ({', '.join(missing)} unset): run "
+                          "`deepspeed --num_gpus N $(which train) COMMAND CONFIG` or `torchrun --nproc-per-node N "
+                          "$(which train) COMMAND CONFIG`; for one process, set RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 "
+                          "MASTER_ADDR=127.0.0.1 MASTER_PORT=29500")
 
 
 def lr_at(step: int, optim: Any) -> float:
@@ -94,8 +115,34 @@ def precision(optim: Any, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def hash_config(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+RESUME_FREE = ("out", "optim", "eval", "checkpoint", "log", "distributed", "data.workers", "data.on_error")
+"""config sections a resumed run may change: they decide how training goes on, not what was trained so far (the
+optimizer's batch settings count through the global batch in :meth:`Trainer.resume_fields`)"""
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested JSON object as ``{"a.b.c": leaf}`` (lists and empty objects are leaves)."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+_UNSET = object()
+
+
+def _show(value: Any) -> str:
+    text = "unset" if value is _UNSET else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def differences(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Keys whose JSON values differ between two flat dicts: key -> (before, now), ``_UNSET`` where absent."""
+    norm = json.loads(json.dumps([before, now]))
+    return {k: (norm[0].get(k, _UNSET), norm[1].get(k, _UNSET)) for k in sorted(set(norm[0]) | set(norm[1]))
+            if norm[0].get(k, _UNSET) != norm[1].get(k, _UNSET)}
 
 
 class Trainer:
@@ -113,6 +160,8 @@ class Trainer:
         self.engine: Any = None
         self.model: Any = None
         self.module: Any = None
+        self.resumes: list[dict[str, Any]] = []  # settings changed at each resume, kept in every later checkpoint
+        self._resume: tuple[Path, dict[str, Any]] | None = None
 
     # -- hooks ---------------------------------------------------------------------------------------------------
     def micro_batch(self, step: int, micro: int) -> Batch:
@@ -143,9 +192,22 @@ class Trainer:
     def save_final(self, directory: Path, weights: dict[str, torch.Tensor] | None) -> None:
         raise NotImplementedError
 
-    def config_hash(self) -> str:
-        """What decides the data order and the model: resuming with another config is refused."""
-        return hash_config(self.cfg.model_dump(mode="json", exclude={"eval", "checkpoint", "log"}))
+    def resume_fields(self) -> dict[str, Any]:
+        """What decided the training so far, as flat ``key -> JSON value``: a checkpoint is resumed only with the
+        same values. By default every config key outside :data:`RESUME_FREE` (model, data, tokenizer, seed, ...),
+        the global batch (the data order's unit) and the checkpoint format. Tasks add what else they depend on."""
+        flat = flatten(self.cfg.model_dump(mode="json"))
+        fields = {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in RESUME_FREE)}
+        fields["global batch (optim.batch_size x optim.grad_accum x processes)"] = self.global_batch
+        fields["checkpoint format (distributed.backend)"] = (
+            f"deepspeed ZeRO-{self.cfg.distributed.zero_stage} on {self.dist.world} processes"
+            if self.dist.kind == "deepspeed" else "torch")
+        return fields
+
+    def settings(self) -> dict[str, Any]:
+        """The config keys a resumed run may change (flat ``key -> JSON value``); changes are logged and recorded."""
+        fields = self.resume_fields()
+        return {k: v for k, v in flatten(self.cfg.model_dump(mode="json")).items() if k not in fields}
 
     # -- setup ---------------------------------------------------------------------------------------------------
     @property
@@ -165,20 +227,65 @@ class Trainer:
         if self.dist.kind == "deepspeed":
             self._init_deepspeed()
         if resume:
-            path = checkpoint.find(self.out, resume)
-            state = checkpoint.load(path, None if self.engine else self.module, None if self.engine else self.optimizer)
-            if state["config_hash"] != self.config_hash():
-                raise ConfigError("--resume: the checkpoint was made with another config (model, data or optimizer "
-                                  "settings differ); start a new output directory")
+            state = self.open_checkpoint(resume)
+            assert state is not None and self._resume is not None
+            path = self._resume[0]
+            checkpoint.load(path, None if self.engine else self.module, None if self.engine else self.optimizer)
             if self.engine is not None:  # partitioned optimizer state: DeepSpeed's own format
-                self.engine.load_checkpoint(str(path / "deepspeed"), tag="state")
+                folder = checkpoint.check_deepspeed_files(path)
+                try:
+                    loaded, _ = self.engine.load_checkpoint(str(folder), tag="state")
+                except (RuntimeError, KeyError, ValueError) as e:
+                    raise ConfigError(f"--resume: {folder} does not fit this model ({e})") from None
+                if loaded is None:
+                    raise ConfigError(f"--resume: DeepSpeed found no checkpoint for this process in {folder}")
             self.step = state["step"]
             self.load_state(state)
+            log.info(f"resuming from {path} at step {self.step}")
         if self.dist.kind == "ddp":
             ids = [self.dist.local_rank] if self.dist.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if o.compile:
             self.model = torch.compile(self.model)
+
+    def open_checkpoint(self, resume: str | None) -> dict[str, Any] | None:
+        """Find and verify the checkpoint ``resume`` names and return its state (None without ``resume``).
+
+        Refused with ConfigError, before any weights are read, when it was made with other
+        :meth:`resume_fields` (naming each field, with its value there and here) or at a step past
+        ``optim.max_steps``. Changed :meth:`settings` are logged and recorded in :attr:`resumes`. :meth:`setup`
+        calls this; a task whose data plan depends on the checkpoint calls it earlier."""
+        if not resume:
+            return None
+        if self._resume is not None:
+            return self._resume[1]
+        path, state = checkpoint.find(self.out, resume)
+        saved = state.get("resume_fields")
+        if not isinstance(saved, dict):
+            raise ConfigError(f"--resume: {path / 'state.json'} records no config fields to compare")
+        differ = differences(saved, self.resume_fields())
+        if differ:
+            shown = "; ".join(f"{k} {_show(a)} there, {_show(b)} here" for k, (a, b) in list(differ.items())[:4])
+            more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+            raise ConfigError(f"--resume: {path} was trained with other values of what decides the training so far: "
+                              f"{shown}{more}. Resume with the checkpoint's values, or train into a new output "
+                              "directory")
+        if self.cfg.optim.max_steps < state["step"]:
+            raise ConfigError(f"optim.max_steps: {self.cfg.optim.max_steps} is below the step of {path} "
+                              f"({state['step']}); a resumed run cannot train fewer steps than it has")
+        changed = differences(state.get("settings", {}), self.settings())
+        self.resumes = [*state.get("resumes", [])]
+        if changed:
+            self.resumes.append({"step": state["step"], "changed": {k: [None if a is _UNSET else a,
+                                                                        None if b is _UNSET else b]
+                                                                    for k, (a, b) in changed.items()}})
+            schedule = " (the learning-rate schedule follows the new values)" \
+                if any(k in changed for k in ("optim.max_steps", "optim.warmup_steps", "optim.lr",
+                                              "optim.min_lr_ratio")) else ""
+            log.info(f"resuming at step {state['step']} with changed settings: "
+                     + ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changed.items()) + schedule)
+        self._resume = (path, state)
+        return state
 
     def _init_deepspeed(self) -> None:
         import deepspeed
@@ -261,8 +368,8 @@ class Trainer:
             extra = self.out / "checkpoints" / f".deepspeed-{self.step:07d}"
             self.engine.save_checkpoint(str(extra), tag="state")
         if self.dist.main:
-            state = {"config_hash": self.config_hash(), "sequences_consumed": self.step * self.global_batch,
-                     **self.state()}
+            state = {"sequences_consumed": self.step * self.global_batch, "resume_fields": self.resume_fields(),
+                     "settings": self.settings(), "resumes": self.resumes, **self.state()}
             checkpoint.save(self.out / "checkpoints", self.step, None if self.engine else self.module,
                             None if self.engine else self.optimizer, state, self.cfg.checkpoint.keep,
                             extra={"deepspeed": extra} if extra else None)
@@ -338,7 +445,7 @@ class Trainer:
             weights = self.full_state_dict()
             if main:
                 self.save_final(self.out / "final", weights)
-                summary = {"steps": self.step, "eval": last_eval, **self.state()}
+                summary = {"steps": self.step, "eval": last_eval, "resumes": self.resumes, **self.state()}
                 (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         self.dist.close()
         return {"plan": plan, "eval": last_eval, "steps": self.step, **self.state()}

@@ -2,11 +2,15 @@
 
 The data order is the mixture sampler's (see `train/sampler.py`): step ``s`` reads global positions
 ``[s*G, (s+1)*G)`` with ``G = batch_size x grad_accum x world_size``, so resuming needs nothing but the step.
+A run whose ``optim.max_steps`` is raised on resume keeps the order it has trained on and draws the added steps
+as a further segment (``data_plan``: the step at which each segment ends; see ``MixtureSampler.extend``).
 The loop itself is `train/loop.py`'s, shared with `train sft`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,10 @@ import torch
 from mixlab.logs import log
 from train import data as data_mod
 from train.config import PretrainConfig
+from train.corpus import Corpus
 from train.loop import Batch, Trainer
 from train.model import build, flops_per_token, parameter_count
+from train.tokenizer import tokenizer_hash
 
 CHINCHILLA_TOKENS_PER_PARAM = 20
 
@@ -47,23 +53,46 @@ class Pretrainer(Trainer):
     task = "pretrain"
 
     def __init__(self, cfg: PretrainConfig, resume: str | None = None) -> None:
-        from transformers import AutoTokenizer
+        from train.tokenizer import load_tokenizer
 
+        self.tokenizer = load_tokenizer(cfg.tokenizer, "tokenizer")
         super().__init__(cfg)
-        self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
         self.eos = self.tokenizer.eos_token_id
+        self._inputs: dict[str, Any] | None = None
+        resumed = self.open_checkpoint(resume)
         if self.dist.main:  # rank 0 builds the token cache; the others then only read it
             self.data = data_mod.prepare(Path(cfg.corpus), Path(cfg.tokenizer), cfg.data, cfg.seed)
         self.dist.barrier()
         if not self.dist.main:
             self.data = data_mod.prepare(Path(cfg.corpus), Path(cfg.tokenizer), cfg.data, cfg.seed)
-        self.sampler = data_mod.sampler(self.data, cfg.data, cfg.optim.max_steps * self.global_batch, cfg.seed)
+        self.data_plan = self._data_plan(resumed)
+        self.sampler = data_mod.sampler(self.data, cfg.data, self.data_plan[0] * self.global_batch, cfg.seed)
+        for end, new_end in zip(self.data_plan, self.data_plan[1:]):
+            self.sampler.extend((new_end - end) * self.global_batch)
         special = {"bos": self.tokenizer.bos_token_id, "eos": self.eos, "pad": self.tokenizer.pad_token_id}
         self.model = build(cfg.model, len(self.tokenizer), cfg.data.seq_len, special)
         self.tokens_by_domain: dict[str, int] = {d: 0 for d in self.data.weights}
         self.setup(resume)
         self._eval = {d: data_mod.eval_sequences(s, cfg.data.seq_len, cfg.eval.tokens_per_domain)
                       for d, s in self.data.heldout.items()}
+
+    def _data_plan(self, resumed: dict[str, Any] | None) -> list[int]:
+        """The steps at which the sampler's segments end: ``[max_steps]``, plus the new ``max_steps`` when a
+        resumed run raises it past the planned end."""
+        plan = [self.cfg.optim.max_steps] if resumed is None else list(resumed["data_plan"])
+        return plan + [self.cfg.optim.max_steps] if self.cfg.optim.max_steps > plan[-1] else plan
+
+    def resume_fields(self) -> dict[str, Any]:
+        """The loop's fields plus what the paths point to: the tokenizer's hash, the corpus shards' checksums and
+        the mixture in use (``data.weights`` or the corpus's ``mixture.json``)."""
+        if self._inputs is None:
+            corpus = Corpus(Path(self.cfg.corpus))
+            shards = {d: [s.sha256 for s in corpus.shards(d)] for d in corpus.domains}
+            self._inputs = {
+                "tokenizer contents": tokenizer_hash(Path(self.cfg.tokenizer)),
+                "corpus contents": hashlib.sha256(json.dumps(shards, sort_keys=True).encode()).hexdigest()[:16],
+                "mixture (data.weights or the corpus's mixture.json)": self.cfg.data.weights or corpus.mixture}
+        return {**super().resume_fields(), **self._inputs}
 
     def _batch(self, tokens: np.ndarray, names: list[str]) -> Batch:
         t = torch.from_numpy(tokens).to(self.dist.device)
@@ -85,7 +114,7 @@ class Pretrainer(Trainer):
                 for d, seqs in self._eval.items() if len(seqs)}
 
     def state(self) -> dict[str, Any]:
-        return {"tokens_by_domain": dict(self.tokens_by_domain)}
+        return {"tokens_by_domain": dict(self.tokens_by_domain), "data_plan": self.data_plan}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.tokens_by_domain = state["tokens_by_domain"]
@@ -97,7 +126,7 @@ class Pretrainer(Trainer):
     def plan(self) -> dict[str, Any]:
         total, non_emb = parameter_count(self.module)
         L = self.cfg.data.seq_len
-        tokens = len(self.sampler) * L
+        tokens = self.cfg.optim.max_steps * self.global_batch * L  # the sampler may plan more (max_steps lowered)
         s = self.sampler
         return {"parameters": total, "non_embedding_parameters": non_emb, "seq_len": L,
                 "global_batch_sequences": self.global_batch, "steps": self.cfg.optim.max_steps, "tokens": tokens,

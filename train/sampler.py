@@ -98,6 +98,7 @@ class MixtureSampler:
                  seq_len: int, max_repetition: float, seed: int) -> None:
         self.streams, self.seq_len, self.seed = streams, seq_len, seed
         active = {d: w for d, w in weights.items() if w > 0}
+        self.weights = active
         self.counts = allocate(active, total_sequences)
         self.available = {d: streams[d].sequences(seq_len) for d in active}
         self.max_repetition = max_repetition
@@ -117,6 +118,25 @@ class MixtureSampler:
 
     def __len__(self) -> int:
         return len(self.order)
+
+    def extend(self, total_sequences: int) -> None:
+        """Append ``total_sequences`` positions drawn by the same weights (a run whose ``optim.max_steps`` grew on
+        resume): the positions planned before keep their sequences, and each domain goes on through its epochs
+        where it stopped. Raises ConfigError when the longer draw breaks ``max_repetition``."""
+        more = allocate(self.weights, total_sequences)
+        labels = np.repeat(np.arange(len(self.domains), dtype=np.int32), [more[d] for d in self.domains])
+        order = np.random.default_rng([self.seed, 0x5A3, len(self.order)]).permutation(labels)
+        within = np.empty(len(order), dtype=np.int64)
+        for i, d in enumerate(self.domains):
+            where = np.flatnonzero(order == i)
+            within[where] = self.counts[d] + np.arange(len(where))
+        counts = {d: self.counts[d] + more[d] for d in self.domains}
+        short = {d for d, n in counts.items() if n > self.max_repetition * self.available[d]}
+        self.counts = counts
+        if short:
+            raise ConfigError(f"optim.max_steps: the longer run cannot be drawn under max_repetition "
+                              f"{self.max_repetition:g}:\n" + self.table(highlight=short))
+        self.order, self.within = np.concatenate([self.order, order]), np.concatenate([self.within, within])
 
     def table(self, highlight: set[str] = frozenset()) -> str:  # type: ignore[assignment]
         L = self.seq_len

@@ -10,6 +10,7 @@ step ``s`` always reads the same rows and resuming is exact.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,14 @@ from mixlab.errors import ConfigError
 from mixlab.logs import log
 from train import sft_data
 from train.config import SFTConfig
-from train.loop import IGNORE, Batch, Trainer, hash_config
+from train.loop import IGNORE, Batch, Trainer
 from train.pretrain import segment_inputs
+from train.tokenizer import load_tokenizer
 
 LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PROMPT_METHODS = {"prompt_tuning", "prefix_tuning", "p_tuning"}
+TIED_WARNINGS = r"(?s).*(tie_word_embeddings=True|no longer tied)"
+"""peft's warnings about an adapter on input/output embeddings that the base model ties"""
 
 
 def peft_config(cfg: SFTConfig, model: Any) -> Any:
@@ -77,14 +81,13 @@ class SFTTrainer(Trainer):
 
     def __init__(self, cfg: SFTConfig, resume: str | None = None) -> None:
         from peft import get_peft_model
-        from transformers import AutoTokenizer
 
         super().__init__(cfg)
         for what, path in (("base", cfg.base), ("tokenizer", cfg.tokenizer)):
             if path is not None and not Path(path).is_dir():
                 raise ConfigError(f"{what}: {path} is not a local directory. Models are never downloaded (this runs "
                                   "offline): give a saved model, e.g. the final/ of `train pretrain`")
-        self.tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.base)
+        self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.base, "tokenizer" if cfg.tokenizer else "base")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.chat = sft_data.ChatFormat(self.tokenizer)
@@ -92,6 +95,11 @@ class SFTTrainer(Trainer):
         self.prepared = sft_data.prepare([(Path(f.path), f.format, f.weight) for f in d.files], self.chat, d.max_len,
                                          d.train_on, d.heldout_fraction, cfg.seed)
         self._report_data()
+        if self.chat.merged_starts:
+            log.warning(f"{self.chat.merged_starts:,} assistant turns start inside a token that also holds the end of "
+                        "the chat template's generation prompt (the prompt ends in text the reply merges with, e.g. a "
+                        "space): served prompts end before that token, so such replies may start oddly; a template "
+                        "whose prompt ends with a newline or a special token avoids it")
         if self.prepared.problems and d.on_error == "fail":
             first = self.prepared.problems[0]
             raise ConfigError(f"data: {len(self.prepared.problems)} malformed records (first: {first.file} "
@@ -100,26 +108,23 @@ class SFTTrainer(Trainer):
         if d.packing and not self.packing:
             log.info(f"packing is off: {cfg.peft.method} prepends virtual tokens to every sample")
         base = load_base(cfg.base, cfg.peft.qlora)
-        self.model = get_peft_model(base, peft_config(cfg, base))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=TIED_WARNINGS)
+            self.model = get_peft_model(base, peft_config(cfg, base))
+        if tied_adapted_output(self.model) is not None:
+            log.info("peft.target_modules: the adapter changes an embedding that the base model ties to the other "
+                     "(tie_word_embeddings); base + adapter is exact, and --merge unties them in the merged model")
         self._epochs: dict[int, list[list[int]]] = {}
         self.setup(resume)
 
     def _report_data(self) -> None:
-        rows = [f"{'file':<28}{'records':>9}{'malformed':>10}{'dropped':>9}{'heldout':>9}{'train':>8}"
-                f"{'train tokens':>14}{'label tokens':>14}"]
-        for name, s in self.prepared.summary.items():
-            dropped = sum(v for k, v in s.items() if k.startswith("assistant tokens cut"))
-            rows.append(f"{name:<28}{s.get('records', 0):>9,}{s.get('malformed', 0):>10,}{dropped:>9,}"
-                        f"{s.get('heldout', 0):>9,}{s.get('train', 0):>8,}{s.get('train_tokens', 0):>14,}"
-                        f"{s.get('label_tokens', 0):>14,}")
-        log.info("SFT data:\n" + "\n".join(rows))
-        for p in self.prepared.problems[:20]:
-            log.info(f"  skipped {p.file} {p.location}: {p.reason}")
-        if len(self.prepared.problems) > 20:
-            log.info(f"  ... and {len(self.prepared.problems) - 20} more")
+        sft_data.report(self.prepared)
 
-    def config_hash(self) -> str:
-        return hash_config(self.cfg.model_dump(mode="json", exclude={"eval", "checkpoint", "log"}))
+    def resume_fields(self) -> dict[str, Any]:
+        fields = super().resume_fields()
+        if self.cfg.peft.method == "adalora":  # its rank schedule is laid out over optim.max_steps
+            fields["optim.max_steps"] = self.cfg.optim.max_steps
+        return fields
 
     # -- data order ----------------------------------------------------------------------------------------------
     def _rows(self, epoch: int) -> list[list[int]]:
@@ -220,7 +225,7 @@ class SFTTrainer(Trainer):
     def save_final(self, directory: Path, weights: dict[str, torch.Tensor] | None) -> None:
         adapter = directory / "adapter"
         self.module.save_pretrained(str(adapter))
-        if not getattr(self.tokenizer, "chat_template", None):
+        if not self.chat.own:
             self.tokenizer.chat_template = sft_data.DEFAULT_JINJA
         self.tokenizer.save_pretrained(str(adapter))
         (adapter / "mixlab_sft.json").write_text(json.dumps({"base": self.cfg.base, "method": self.cfg.peft.method,
@@ -228,18 +233,55 @@ class SFTTrainer(Trainer):
                                                             indent=2) + "\n")
 
 
+def tied_adapted_output(model: Any) -> Any | None:
+    """The output embedding layer (unwrapped) of a peft ``model`` whose base ties it to the input embedding while an
+    adapter wraps either of them; None otherwise."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    base = model.get_base_model()
+    inp, out = base.get_input_embeddings(), base.get_output_embeddings()
+    if inp is None or out is None or not (isinstance(inp, BaseTunerLayer) or isinstance(out, BaseTunerLayer)):
+        return None
+    inp_base = inp.get_base_layer() if isinstance(inp, BaseTunerLayer) else inp
+    out_base = out.get_base_layer() if isinstance(out, BaseTunerLayer) else out
+    return out_base if inp_base.weight.data_ptr() == out_base.weight.data_ptr() else None
+
+
+def untie_adapted_embeddings(model: Any) -> bool:
+    """Give the output embedding of a peft ``model`` its own copy of the weight it shares with the input embedding
+    when an adapter wraps either of them; True if it did. Merging such an adapter into the shared matrix would add
+    the output layer's delta to the input embedding too (and the input's to the output), so the merged model would
+    differ from base + adapter."""
+    out = tied_adapted_output(model)
+    if out is None:
+        return False
+    out.weight = torch.nn.Parameter(out.weight.detach().clone(), requires_grad=False)
+    return True
+
+
 def merge(adapter: Path, out: Path) -> Path:
-    """Fold an adapter into its base model: a plain model `AutoModelForCausalLM` loads."""
+    """Fold an adapter into its base model: a plain model `AutoModelForCausalLM` loads, whose logits equal base +
+    adapter. When the base ties its input and output embeddings and the adapter changes either, the merged model
+    unties them (``tie_word_embeddings: false``, both matrices saved). Raises ConfigError for adapters that cannot
+    be merged (prompt-style methods)."""
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer
 
-    model = AutoPeftModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32)
-    if not hasattr(model, "merge_and_unload"):
-        raise ConfigError(f"{adapter}: this adapter type cannot be merged into the base weights")
-    try:
-        merged = model.merge_and_unload()
-    except (AttributeError, ValueError) as e:
-        raise ConfigError(f"{adapter}: cannot merge this adapter ({e}); prompt-style adapters stay separate") from None
+    with warnings.catch_warnings():  # peft's warnings about adapters on tied embeddings: handled here
+        warnings.filterwarnings("ignore", message=TIED_WARNINGS)
+        model = AutoPeftModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32)
+        if not hasattr(model, "merge_and_unload"):
+            raise ConfigError(f"{adapter}: this adapter type cannot be merged into the base weights")
+        untied = untie_adapted_embeddings(model)
+        try:
+            merged = model.merge_and_unload()
+        except (AttributeError, ValueError) as e:
+            raise ConfigError(f"{adapter}: cannot merge this adapter ({e}); prompt-style adapters stay separate") \
+                from None
+    if untied:
+        for config in {id(c): c for c in (merged.config, merged.config.get_text_config())}.values():
+            config.tie_word_embeddings = False
+        log.info("merged model: input and output embeddings untied (the adapter changes one of them); both are saved")
     merged.save_pretrained(str(out))
     AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(str(out))
     meta = adapter / "mixlab_sft.json"

@@ -5,14 +5,16 @@ Every record becomes ``[{"role": system|user|assistant, "content": str}, ...]``.
 (missing fields, empty assistant turns, unknown or out-of-order roles) are reported with file and line and skipped
 (or fail the run, `on_error: fail`).
 
-The chat template is the tokenizer's own when it has one, else :data:`DEFAULT_TEMPLATE`. Token ids are built turn by
-turn, so which tokens belong to an assistant turn is known exactly; an assistant turn's tokens and the EOS that ends
-it carry labels, everything else is ``-100``. Training and `train generate` use the same code.
+The chat template is the tokenizer's own when it has one, else :data:`DEFAULT_JINJA`, and it is saved with the
+model. Token ids are those of ``apply_chat_template`` on the whole conversation; which characters, hence tokens,
+belong to an assistant turn is found by rendering its prefixes. An assistant turn's tokens and the EOS that ends it
+carry labels, everything else is ``-100``. Training and `train generate` use the same code.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,18 +24,25 @@ import numpy as np
 import xxhash
 
 from mixlab.errors import ConfigError
+from mixlab.logs import log
 from train.loop import IGNORE
 
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
-DEFAULT_TEMPLATE = {"system": "<|system|>\n", "user": "<|user|>\n", "assistant": "<|assistant|>\n", "end": "\n"}
-"""The default chat format: each turn is ``<|role|>\\n{content}`` followed by a newline, an assistant turn by EOS
-then a newline; a prompt for generation ends with ``<|assistant|>\\n``. Markers are plain text, so any tokenizer
-(e.g. one from `train tokenizer`) can use it. Its Jinja form is saved with trained models."""
-DEFAULT_JINJA = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"
-                 "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+DEFAULT_JINJA = ("{% if bos_token %}{{ bos_token }}{% endif %}"
+                 "{% for m in messages %}{{ '<|' + m['role'] + '|>\\n' + m['content'] }}"
+                 "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
+                 "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
+"""The default chat format, saved with trained models: BOS, then each turn as ``<|role|>\\n{content}`` followed by a
+newline, an assistant's content by EOS before that newline; a prompt for generation ends with ``<|assistant|>\\n``.
+Markers are plain text, so any tokenizer (e.g. one from `train tokenizer`) can use it. Newlines are Jinja
+expressions because transformers renders with ``trim_blocks``, which drops a newline written after a block tag."""
+OLD_DEFAULT_JINJA = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"
+                     "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
+                     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+"""The default format as earlier mixlab versions saved it, without the BOS and the newline after each turn that
+training used: models saved with it were trained on :data:`DEFAULT_JINJA`'s ids, so it is read as that."""
 
 
 @dataclass
@@ -104,98 +113,157 @@ def check(messages: list[dict[str, str]]) -> str | None:
     return None
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def _records(path: Path) -> Iterator[tuple[str, Any, str | None]]:
-    """(location, record, parse error) for a .json list or a .jsonl file."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
-        for i, rec in enumerate(data):
-            yield f"record {i}", rec, None
-        return
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
+    """(location, record, problem) for each record of a .json list or a JSON Lines file.
+
+    JSON Lines records end at ``\\n`` only (a ``\\r`` before it is JSON whitespace): U+2028, U+2029 and U+0085 are
+    legal inside JSON strings, and raw control characters such as \\x1c-\\x1e are read there too (``strict=False``),
+    so `str.splitlines` would cut records apart. A line that is not UTF-8 or not JSON is a problem at its line, like
+    any other bad record. A .json list is one document: if it is not UTF-8 or not JSON, ConfigError names the file
+    and the place."""
+    with open(path, "rb") as f:
+        head = f.read(4096).removeprefix(BOM).lstrip()
+        if path.suffix == ".json" and head.startswith(b"["):
+            f.seek(0)
+            yield from _json_list(path, f.read())
+            return
+        f.seek(0)
+        for n, raw in enumerate(f, 1):
+            if n == 1:
+                raw = raw.removeprefix(BOM)
+            if not raw.strip():
+                continue
             try:
-                yield f"line {n}", json.loads(line), None
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield f"line {n}", None, f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                continue
+            try:
+                yield f"line {n}", json.loads(line, strict=False), None
             except json.JSONDecodeError as e:
                 yield f"line {n}", None, f"malformed JSON: {e}"
+            except RecursionError:
+                yield f"line {n}", None, "malformed JSON: nested too deeply"
+
+
+def _json_list(path: Path, data: bytes) -> Iterator[tuple[str, Any, str | None]]:
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 (byte 0x{data[e.start]:02x} at line {line})") from None
+    try:
+        records = json.loads(text, strict=False)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON (nested too deeply)") from None
+    for i, rec in enumerate(records):
+        yield f"record {i}", rec, None
 
 
 def load(path: Path, fmt: str) -> tuple[list[Conversation], list[Problem]]:
+    """The checked conversations of one data file in format ``fmt`` (auto|alpaca|sharegpt|messages), and the
+    records that were skipped with their line (or list index) and reason. Raises ConfigError when the file is
+    missing or unreadable, or is a .json list that is not valid JSON."""
     if not path.is_file():
         raise ConfigError(f"data.files: {path} does not exist")
     convs, problems = [], []
-    for i, (loc, rec, err) in enumerate(_records(path)):
-        msgs, why = (None, err) if err else _messages_from(rec, fmt)
-        why = why or check(msgs or [])
-        if why:
-            problems.append(Problem(path.name, loc, why))
-        else:
-            convs.append(Conversation(msgs or [], path.name, i))
+    try:
+        for i, (loc, rec, err) in enumerate(_records(path)):
+            msgs, why = (None, err) if err else _messages_from(rec, fmt)
+            why = why or check(msgs or [])
+            if why:
+                problems.append(Problem(path.name, loc, why))
+            else:
+                convs.append(Conversation(msgs or [], path.name, i))
+    except OSError as e:
+        raise ConfigError(f"data.files: {path}: cannot read ({e.strerror or e})") from None
     return convs, problems
 
 
 class ChatFormat:
-    """Renders conversations to token ids with the tokenizer's chat template, or the default one."""
+    """Conversations -> token ids exactly as ``tokenizer.apply_chat_template(messages, tokenize=True)`` makes them
+    with the template saved beside the model (the tokenizer's own, else :data:`DEFAULT_JINJA`): rendered by
+    transformers' sandboxed Jinja environment, then tokenized in one piece without added special tokens. Training,
+    `train generate` and any server of a saved model (transformers, vLLM, llama.cpp) therefore see the same ids.
+
+    Raises ConfigError naming the tokenizer's directory when its template cannot be rendered, including one the
+    sandbox refuses (a template reaching for ``__class__``, ``os`` and the like runs nothing)."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tok = tokenizer
         template = getattr(tokenizer, "chat_template", None)
-        self.own = bool(template) and template != DEFAULT_JINJA  # ours is saved with models; encoded turn by turn
+        self.own = bool(template) and template not in (DEFAULT_JINJA, OLD_DEFAULT_JINJA)
+        self.template = None if self.own else DEFAULT_JINJA
         self.eos = tokenizer.eos_token_id
+        self.merged_starts = 0
+        """assistant turns encoded so far whose first token also holds the end of their generation prompt"""
+        self.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
 
-    def _text(self, s: str) -> list[int]:
-        return self.tok(s, add_special_tokens=False)["input_ids"] if s else []
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+        """The template's text for ``messages`` ("" for none)."""
+        import jinja2
+
+        if not messages:
+            return ""
+        try:
+            return self.tok.apply_chat_template(messages, chat_template=self.template, tokenize=False,
+                                                add_generation_prompt=add_generation_prompt)
+        except (jinja2.TemplateError, TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as e:
+            where = getattr(self.tok, "name_or_path", "") or "the tokenizer"
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            if isinstance(e, jinja2.exceptions.SecurityError):
+                raise ConfigError(f"{where}: its chat template was refused by the sandbox ({reason}); a chat "
+                                  "template may only format the messages") from None
+            raise ConfigError(f"{where}: its chat template cannot be rendered ({type(e).__name__}: {reason})") from None
 
     def encode(self, messages: list[dict[str, str]], add_generation_prompt: bool = False
                ) -> tuple[list[int], list[int]]:
-        """Token ids and, per token, the index of the assistant message it belongs to (-1: not an assistant's)."""
-        if self.own:
-            return self._encode_own(messages, add_generation_prompt)
-        ids: list[int] = []
-        owner: list[int] = []
-        bos = self.tok.bos_token_id
-        if bos is not None:
-            ids.append(bos)
-            owner.append(-1)
-        for i, m in enumerate(messages):
-            head = self._text(DEFAULT_TEMPLATE[m["role"]])
-            ids += head
-            owner += [-1] * len(head)
-            body = self._text(m["content"])
-            if m["role"] == "assistant":
-                body = body + [self.eos]
-            ids += body
-            owner += [i if m["role"] == "assistant" else -1] * len(body)
-            tail = self._text(DEFAULT_TEMPLATE["end"])
-            ids += tail
-            owner += [-1] * len(tail)
-        if add_generation_prompt:
-            head = self._text(DEFAULT_TEMPLATE["assistant"])
-            ids += head
-            owner += [-1] * len(head)
-        return ids, owner
+        """Token ids and, per token, the index of the assistant message it belongs to (-1: not an assistant's). An
+        assistant message owns the tokens after its generation prompt up to and including the EOS that ends it."""
+        text = self.render(messages, add_generation_prompt)
+        spans = [(i, *self._span(messages, i, text)) for i, m in enumerate(messages) if m["role"] == "assistant"]
+        try:
+            enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        except NotImplementedError:  # a tokenizer without offsets: token boundaries from prefixes of the text
+            ids = list(self.tok(text, add_special_tokens=False)["input_ids"])
+            owner = [-1] * len(ids)
+            for i, a, b in spans:
+                lo, hi = self._boundary(ids, text[:a]), self._boundary(ids, text[:b])
+                owner[lo:hi] = [i] * (hi - lo)
+            return ids, owner
+        ids = list(enc["input_ids"])
+        starts, ends = (np.asarray([o[k] for o in enc["offset_mapping"]], dtype=np.int64).reshape(-1) for k in (0, 1))
+        owner_a = np.full(len(ids), -1, dtype=np.int64)
+        for i, a, b in spans:
+            owner_a[(starts < b) & ((ends > a) | ((starts == ends) & (starts >= a)))] = i
+            self.merged_starts += int(((starts < a) & (ends > a)).any())
+        return ids, owner_a.tolist()
 
-    def _encode_own(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> tuple[list[int], list[int]]:
-        """The tokenizer's template, rendered on growing prefixes: tokens added by an assistant message are its."""
-        ids: list[int] = []
-        owner: list[int] = []
-        for i in range(len(messages)):
-            full = list(self.tok.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=False))
-            if full[: len(ids)] != ids:
-                raise ConfigError("the tokenizer's chat template does not render conversations prefix by prefix; "
-                                  "remove its chat_template to use mixlab's default format")
-            new = full[len(ids):]
-            owner += [i if messages[i]["role"] == "assistant" else -1] * len(new)
-            ids = full
-        if add_generation_prompt:
-            full = list(self.tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                                     return_dict=False))
-            owner += [-1] * (len(full) - len(ids))
-            ids = full
-        return ids, owner
+    def _span(self, messages: list[dict[str, str]], i: int, text: str) -> tuple[int, int]:
+        """Characters of ``text`` that assistant message ``i`` adds after its generation prompt, cut after its EOS."""
+        before, upto = self.render(messages[:i]), self.render(messages[: i + 1])
+        if not (upto.startswith(before) and text.startswith(upto)):
+            raise ConfigError(f"{getattr(self.tok, 'name_or_path', '') or 'the tokenizer'}: its chat template does "
+                              "not render conversations prefix by prefix, so assistant turns cannot be told apart; "
+                              "remove its chat_template to use mixlab's default format")
+        prompt = self.render(messages[:i], add_generation_prompt=True)
+        start, end = (len(prompt) if upto.startswith(prompt) else len(before)), len(upto)
+        eos = self.tok.eos_token
+        cut = text.rfind(eos, start, end) if eos else -1
+        return start, (cut + len(eos) if cut >= 0 else end)
+
+    def _boundary(self, ids: list[int], prefix: str) -> int:
+        head = list(self.tok(prefix, add_special_tokens=False)["input_ids"]) if prefix else []
+        if ids[: len(head)] != head:
+            raise ConfigError(f"{getattr(self.tok, 'name_or_path', '') or 'the tokenizer'}: a turn of the chat "
+                              "template does not end on a token boundary; remove its chat_template to use "
+                              "mixlab's default format")
+        return len(head)
 
 
 @dataclass
@@ -213,7 +281,12 @@ class Prepared:
     problems: list[Problem] = field(default_factory=list)
 
 
+TRUNCATED = "truncated to max_len"
+
+
 def tokenize(conv: Conversation, chat: ChatFormat, max_len: int, train_on: str) -> tuple[Example | None, str | None]:
+    """The example of one conversation, its ids cut to ``max_len``, and why it was dropped (example None) or
+    :data:`TRUNCATED` when it was cut but still has assistant tokens to learn from."""
     ids, owner = chat.encode(conv.messages)
     owner_a = np.asarray(owner)
     assistants = [i for i, m in enumerate(conv.messages) if m["role"] == "assistant"]
@@ -227,7 +300,7 @@ def tokenize(conv: Conversation, chat: ChatFormat, max_len: int, train_on: str) 
     labels = np.where(mask, np.asarray(ids), IGNORE)[:max_len]
     if not (labels[1:] != IGNORE).any():
         return None, "assistant tokens cut by max_len"
-    return Example(ids_a, labels, conv.source), None
+    return Example(ids_a, labels, conv.source), TRUNCATED if len(ids) > max_len else None
 
 
 def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int, train_on: str,
@@ -246,6 +319,8 @@ def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int
             if example is None:
                 stats[why or "dropped"] += 1
                 continue
+            if why == TRUNCATED:
+                stats["truncated"] += 1
             key = xxhash.xxh3_64_intdigest(f"{path.name}:{conv.index}:{seed}".encode())
             if key % 10_000 < round(heldout_fraction * 10_000):
                 out.heldout.append(example)
@@ -268,8 +343,30 @@ def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int
         out.train += [train[i] for i in picks]
         out.summary[name]["drawn_per_epoch"] = want
     if not out.train:
-        raise ConfigError("no training examples left after the data checks (see the summary above)")
+        report(out, logging.WARNING)
+        records = sum(s.get("records", 0) for s in out.summary.values())
+        raise ConfigError(f"data: no training examples left after the data checks ({records:,} records in "
+                          f"{len(files)} files, {len(out.problems):,} malformed, {len(out.heldout):,} held out; "
+                          "see the summary above)")
     return out
+
+
+def report(prepared: Prepared, level: int = logging.INFO, listed: int = 20) -> None:
+    """Log the per-file table (records, malformed, dropped because max_len cut every assistant token, held out,
+    train examples and tokens, examples truncated to max_len) and the first ``listed`` skipped records with file,
+    line and reason."""
+    rows = [f"{'file':<28}{'records':>9}{'malformed':>10}{'dropped':>9}{'heldout':>9}{'train':>8}"
+            f"{'train tokens':>14}{'label tokens':>14}{'truncated':>11}"]
+    for name, s in prepared.summary.items():
+        dropped = sum(v for k, v in s.items() if k.startswith("assistant tokens cut"))
+        rows.append(f"{name:<28}{s.get('records', 0):>9,}{s.get('malformed', 0):>10,}{dropped:>9,}"
+                    f"{s.get('heldout', 0):>9,}{s.get('train', 0):>8,}{s.get('train_tokens', 0):>14,}"
+                    f"{s.get('label_tokens', 0):>14,}{s.get('truncated', 0):>11,}")
+    log.log(level, "SFT data:\n" + "\n".join(rows))
+    for p in prepared.problems[:listed]:
+        log.log(level, f"  skipped {p.file} {p.location}: {p.reason}")
+    if len(prepared.problems) > listed:
+        log.log(level, f"  ... and {len(prepared.problems) - listed:,} more")
 
 
 PACK_WINDOW = 64

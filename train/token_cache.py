@@ -20,7 +20,10 @@ import xxhash
 
 from mixlab.logs import log, progress
 from train.corpus import Corpus, Shard
-from train.tokenizer import tokenizer_hash
+from train.tokenizer import load_tokenizer, tokenizer_hash
+
+PROBES = ("Plain text.", " a leading space", "   a leading run", "\tindented\r\nCRLF ", "你好 🙂")
+"""texts on which SentencePiece must give the transformers tokenizer's ids before it is used in its place"""
 
 
 @dataclass
@@ -36,21 +39,20 @@ class ShardTokens:
 
 
 class _Encoder:
-    """Token ids of a tokenizer directory: SentencePiece directly when the directory has its model (same ids as
-    the transformers wrapper, batched in C++), else the transformers tokenizer."""
+    """Token ids of a tokenizer directory, always those `transformers.AutoTokenizer` gives (what SFT, generation and
+    serving use): SentencePiece directly (batched in C++) when the directory has its model and it gives the same ids
+    on :data:`PROBES`, else the transformers tokenizer."""
 
     def __init__(self, directory: Path) -> None:
-        from transformers import AutoTokenizer
-
-        self.hf = AutoTokenizer.from_pretrained(str(directory))
+        self.hf = load_tokenizer(directory)
         self.eos = self.hf.eos_token_id
-        if self.eos is None:
-            raise ValueError(f"{directory}: the tokenizer has no EOS token")
         self.sp = None
         if (directory / "tokenizer.model").exists():
             import sentencepiece as spm
 
-            self.sp = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))
+            sp = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))
+            if sp.encode(list(PROBES)) == self.hf(list(PROBES), add_special_tokens=False)["input_ids"]:
+                self.sp = sp
 
     @property
     def vocab_size(self) -> int:

@@ -1,9 +1,16 @@
 """`train tokenizer`: SentencePiece BPE with byte fallback on a weight-respecting sample of a corpus, saved as a
 directory `transformers.AutoTokenizer` loads.
 
-Lossless by construction: no normalization rule, whitespace kept as is, every byte representable (byte fallback),
-digits split. The sample takes from each domain in proportion to the mixture weight (the corpus's `mixture.json`
-unless weights are given), spreading its picks evenly over the domain's documents.
+Lossless by construction, through SentencePiece and through `AutoTokenizer` alike: no normalization rule, whitespace
+kept as is, no dummy prefix (a leading space is the text's own, so it survives decoding, and encoding two strings one
+after the other decodes to their concatenation), every byte representable (byte fallback), digits split.
+`AutoTokenizer` and SentencePiece give the same ids, so the token cache (SentencePiece) and SFT/generation
+(`AutoTokenizer`) encode alike; training checks both on the sample before it saves anything.
+
+The sample takes from each domain in proportion to the mixture weight (the corpus's `mixture.json` unless weights
+are given), spreading its picks evenly over the domain's documents. Every line SentencePiece is given is shorter
+than its ``max_sentence_length`` (longer lines, one-line documents included, are cut at whitespace) and there are
+no more lines than it loads, so the characters reported per domain are the characters it trains on.
 """
 
 from __future__ import annotations
@@ -12,47 +19,135 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from mixlab.errors import ConfigError
+from mixlab.errors import ConfigError, RunError
 from mixlab.logs import log
 from train.corpus import Corpus
 
 SPECIAL = {"unk": 0, "bos": 1, "eos": 2, "pad": 3}
+BYTE_PIECES = 256
+MIN_VOCAB_SIZE = len(SPECIAL) + BYTE_PIECES + 1
+MAX_SENTENCE_BYTES = 16_384
+"""SentencePiece's ``max_sentence_length``: it silently skips longer input lines, so none is written."""
+MAX_SAMPLE_LINES = 5_000_000
+"""SentencePiece's ``input_sentence_size``: it loads at most this many lines, so no more are written."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "vocab.txt")
+ROUND_TRIP_PROBES = (" one leading space", "   leading run", "trailing  ", "a\tb\r\nc\n", "你好 🙂", "")
+_WHITESPACE = b" \t\r\x0b\x0c"
 
 
-def sample_corpus(corpus: Corpus, weights: dict[str, float], total_chars: int, path: Path) -> dict[str, int]:
-    """Write up to ``total_chars`` characters of documents (one paragraph per line) to ``path``, each domain
-    contributing its weight's share; returns characters written per domain."""
+def chunks(line: str, limit: int = MAX_SENTENCE_BYTES) -> Iterator[str]:
+    """``line`` cut into pieces of at most ``limit`` UTF-8 bytes that join back to it: each cut falls before the last
+    run of spaces or tabs that fits, else at the last character boundary that fits (text without spaces).
+    ``limit`` must hold one character (at least 4 bytes), else ValueError."""
+    if limit < 4:
+        raise ValueError(f"chunk limit {limit}: a UTF-8 character takes up to 4 bytes")
+    if len(line) * 4 <= limit:
+        yield line
+        return
+    data = line.encode("utf-8")
+    pos = 0
+    while len(data) - pos > limit:
+        end = pos + limit
+        while (data[end] & 0xC0) == 0x80:  # never inside a character
+            end -= 1
+        window = data[pos:end]
+        cut = max(window.rfind(b" "), window.rfind(b"\t"))
+        while cut > 0 and window[cut - 1] in _WHITESPACE:
+            cut -= 1
+        if cut <= 0:
+            cut = end - pos
+        yield data[pos:pos + cut].decode("utf-8")
+        pos += cut
+    yield data[pos:].decode("utf-8")
+
+
+def sample_corpus(corpus: Corpus, weights: dict[str, float], total_chars: int, path: Path,
+                  max_lines: int = MAX_SAMPLE_LINES) -> dict[str, int]:
+    """Write up to ``total_chars`` characters of documents to ``path``, one paragraph (or piece of a paragraph longer
+    than :data:`MAX_SENTENCE_BYTES`) per line, each domain contributing its weight's share of the characters and of
+    ``max_lines``; returns the characters written per domain (newlines not counted)."""
     written: dict[str, int] = {}
-    with open(path, "w", encoding="utf-8") as f:
+    split = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
         for domain in corpus.domains:
             budget = int(total_chars * weights.get(domain, 0.0))
             if budget <= 0:
                 continue
+            line_budget = max(1, int(max_lines * weights[domain]))
             stride = max(1, math.floor(corpus.text_bytes(domain) / max(budget, 1)))
-            n = 0
+            n = lines = 0
             for phase in range(stride):  # every stride-th document, then the ones after them, until the budget
                 index = 0
                 for shard in corpus.shards(domain):
                     for batch in corpus.batches(shard, ("text",)):
                         for text in batch.column(0).to_pylist():
-                            if index % stride == phase and n < budget:
-                                for line in text.split("\n"):
-                                    if line.strip():
-                                        f.write(line + "\n")
-                                        n += len(line) + 1
+                            if index % stride == phase and n < budget and lines < line_budget:
+                                for paragraph in text.split("\n"):
+                                    pieces = list(chunks(paragraph))
+                                    split += len(pieces) > 1
+                                    for piece in pieces:
+                                        if piece.strip() and lines < line_budget:
+                                            f.write(piece + "\n")
+                                            n += len(piece)
+                                            lines += 1
                             index += 1
-                if n >= budget:
+                if n >= budget or lines >= line_budget:
                     break
             written[domain] = n
+    if split:
+        log.info(f"train tokenizer: {split:,} paragraphs longer than {MAX_SENTENCE_BYTES:,} bytes cut at whitespace "
+                 "into lines SentencePiece accepts")
     return written
+
+
+def _check_arguments(out: Path, vocab_size: int, sample_chars: int) -> None:
+    if vocab_size < MIN_VOCAB_SIZE:
+        raise ConfigError(f"--vocab-size {vocab_size}: must be at least {MIN_VOCAB_SIZE} ({len(SPECIAL)} special "
+                          f"tokens, {BYTE_PIECES} byte pieces and the characters of the text)")
+    if sample_chars <= 0:
+        raise ConfigError(f"--sample-chars {sample_chars}: must be positive")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a directory (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
+
+
+def _vocabulary_error(e: RuntimeError, vocab_size: int) -> ConfigError | RunError:
+    """SentencePiece's refusal of a vocabulary size as one line saying what to do."""
+    m = re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", str(e))
+    if m:
+        need = int(m.group(2))
+        return ConfigError(f"--vocab-size {vocab_size}: the sample needs at least {need} pieces ({len(SPECIAL)} "
+                           f"special tokens, {BYTE_PIECES} byte pieces and {need - len(SPECIAL) - BYTE_PIECES} "
+                           f"characters that cover 99.95% of the text); use --vocab-size {need} or more")
+    return RunError(f"SentencePiece training failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
+
+
+def _check_round_trip(tok: Any, sp: Any, lines: list[str]) -> None:
+    """The saved tokenizer gives SentencePiece's ids and decodes them back to the text."""
+    for text in [*ROUND_TRIP_PROBES, *lines]:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if ids != sp.encode(text) or tok.decode(ids) != text:
+            import transformers
+
+            raise RunError(f"the saved tokenizer does not encode {text[:40]!r} as SentencePiece does, or does not "
+                           f"decode it back (transformers {transformers.__version__}); it was not saved")
 
 
 def train_tokenizer(corpus_dir: Path, out: Path, vocab_size: int = 32_000, sample_chars: int = 200_000_000,
                     weights: dict[str, float] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Train a SentencePiece BPE tokenizer on a sample of the corpus at ``corpus_dir`` and save it in ``out``
+    (``tokenizer.model``, the transformers files, ``mixlab_tokenizer.json``); returns the metadata written there.
+
+    Raises ConfigError for arguments that cannot work (too small a vocabulary, ``out`` a file, too little text)
+    before anything is written, and RunError when SentencePiece fails for another reason."""
     import sentencepiece as spm
     from transformers import AutoTokenizer, LlamaTokenizer
 
@@ -61,34 +156,73 @@ def train_tokenizer(corpus_dir: Path, out: Path, vocab_size: int = 32_000, sampl
     unknown = sorted(set(w) - set(corpus.domains))
     if unknown:
         raise ConfigError(f"weights name domains the corpus does not have: {', '.join(unknown)}")
-    out.mkdir(parents=True, exist_ok=True)
+    _check_arguments(out, vocab_size, sample_chars)
     with tempfile.TemporaryDirectory(dir=out, prefix=".tok-") as tmp:
         text = Path(tmp) / "sample.txt"
         per_domain = sample_corpus(corpus, w, sample_chars, text)
         if sum(per_domain.values()) < 10_000:
             raise ConfigError(f"{corpus_dir}: only {sum(per_domain.values())} characters to train a tokenizer on")
-        log.info(f"train tokenizer: {sum(per_domain.values()) / 1e6:.1f} M characters sampled "
-                 + ", ".join(f"{d} {n / 1e6:.1f}M" for d, n in per_domain.items()))
+        log.info(f"train tokenizer: {sum(per_domain.values()) / 1e6:.1f} M characters sampled and used, "
+                 + ", ".join(f"{d} {n / 1e6:.2f}M" for d, n in per_domain.items()))
         spm.set_random_generator_seed(seed)
-        spm.SentencePieceTrainer.train(
-            input=str(text), model_prefix=str(Path(tmp) / "tokenizer"), model_type="bpe", vocab_size=vocab_size,
-            byte_fallback=True, split_digits=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
-            allow_whitespace_only_pieces=True, character_coverage=0.9995, max_sentence_length=1 << 16,
-            input_sentence_size=5_000_000, shuffle_input_sentence=True, seed_sentencepiece_size=1_000_000,
-            unk_id=SPECIAL["unk"], bos_id=SPECIAL["bos"], eos_id=SPECIAL["eos"], pad_id=SPECIAL["pad"],
-            hard_vocab_limit=False, num_threads=os.cpu_count() or 1, minloglevel=2)
-        os.replace(Path(tmp) / "tokenizer.model", out / "tokenizer.model")
-    tok = LlamaTokenizer.from_pretrained(str(out), legacy=False, add_bos_token=False, add_eos_token=False)
-    tok.pad_token = "<pad>"
-    tok.save_pretrained(str(out))
-    loaded = AutoTokenizer.from_pretrained(str(out))
+        try:
+            spm.SentencePieceTrainer.train(
+                input=str(text), model_prefix=str(Path(tmp) / "tokenizer"), model_type="bpe", vocab_size=vocab_size,
+                byte_fallback=True, split_digits=True, normalization_rule_name="identity",
+                remove_extra_whitespaces=False, add_dummy_prefix=False, allow_whitespace_only_pieces=True,
+                character_coverage=0.9995, max_sentence_length=MAX_SENTENCE_BYTES,
+                input_sentence_size=MAX_SAMPLE_LINES, shuffle_input_sentence=True, seed_sentencepiece_size=1_000_000,
+                unk_id=SPECIAL["unk"], bos_id=SPECIAL["bos"], eos_id=SPECIAL["eos"], pad_id=SPECIAL["pad"],
+                hard_vocab_limit=False, num_threads=os.cpu_count() or 1, minloglevel=2)
+        except RuntimeError as e:
+            raise _vocabulary_error(e, vocab_size) from None
+        sp = spm.SentencePieceProcessor(model_file=str(Path(tmp) / "tokenizer.model"))
+        with open(text, encoding="utf-8", newline="\n") as f:
+            probes = [line.rstrip("\n") for _, line in zip(range(200), f)]
+        staged = Path(tmp) / "hf"
+        staged.mkdir()
+        os.replace(Path(tmp) / "tokenizer.model", staged / "tokenizer.model")
+        tok = LlamaTokenizer.from_pretrained(str(staged), legacy=False, add_bos_token=False, add_eos_token=False,
+                                             add_prefix_space=False)
+        tok.pad_token = "<pad>"
+        tok.save_pretrained(str(staged))
+        loaded = AutoTokenizer.from_pretrained(str(staged))
+        _check_round_trip(loaded, sp, probes)
+        for p in sorted(staged.iterdir()):
+            os.replace(p, out / p.name)
     info = {"corpus": str(corpus_dir), "corpus_sha256": corpus.manifest["corpus_sha256"], "vocab_size": len(loaded),
             "requested_vocab_size": vocab_size, "sample_chars": per_domain, "weights": w,
-            "model": "sentencepiece bpe, byte_fallback, identity normalization, split digits",
+            "model": "sentencepiece bpe, byte_fallback, identity normalization, no dummy prefix, split digits",
             "special_tokens": {k: loaded.convert_ids_to_tokens(v) for k, v in SPECIAL.items()},
             "hash": tokenizer_hash(out)}
     (out / "mixlab_tokenizer.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
+
+
+def load_tokenizer(path: str | Path, key: str = "tokenizer") -> Any:
+    """The `transformers.AutoTokenizer` of a local directory. Raises ConfigError naming the config ``key`` when the
+    path is missing, not a directory, holds no tokenizer files, cannot be loaded, or the tokenizer has no EOS token
+    (training separates documents and ends assistant turns with it)."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{key}: {p} does not exist (give a tokenizer directory, e.g. the --out of "
+                          "`train tokenizer`; nothing is downloaded)")
+    if not p.is_dir():
+        raise ConfigError(f"{key}: {p} is not a directory (give a tokenizer directory, e.g. the --out of "
+                          "`train tokenizer`)")
+    if not any((p / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(f"{key}: {p} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                          "give the --out of `train tokenizer` or a saved model")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(p))
+    except Exception as e:  # a user's directory: whatever transformers cannot read in it is the directory's fault
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{key}: {p}: transformers cannot load this tokenizer ({reason[:200]})") from None
+    if tok.eos_token_id is None:
+        raise ConfigError(f"{key}: {p}: the tokenizer has no EOS token (documents and assistant turns end with it)")
+    return tok
 
 
 def tokenizer_hash(directory: Path) -> str:
