@@ -124,7 +124,7 @@ def write_shingle_tables(path: Path = TABLES_FILE) -> None:
 
 @functools.cache
 def shingle_tables() -> dict[str, np.ndarray]:
-    with np.load(TABLES_FILE) as f:
+    with np.load(TABLES_FILE, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
 

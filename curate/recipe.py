@@ -336,10 +336,11 @@ def check_output(recipe: Recipe, root: Path) -> None:
     Raises ConfigError.
     """
     from curate.layout import Layout
+    from curate.readers import READ_STEP
 
     out = Path(os.path.realpath(root))
     written = Layout(out).written_examples(sorted({s.domain for s in recipe.model.sources}),
-                                           [s.name for s in recipe.steps])
+                                           [READ_STEP, *(s.name for s in recipe.steps)])
     for i, source in enumerate(recipe.model.sources):
         for j, pattern in enumerate(source.patterns):
             where = f"sources[{i}].path" + (f"[{j}]" if isinstance(source.path, list) else "")

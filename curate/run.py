@@ -221,7 +221,8 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     read_params = {"max_doc_bytes": [s.max_doc_bytes for s in recipe.model.sources]}
     no_read_stats = {"documents_in": totals["read"] - totals["errored"], "removed": {}, "histograms": {}}
     collected["steps"].setdefault(READ_STEP, no_read_stats)  # a run resumed from stats written before step `read`
-    for name, params in [(READ_STEP, read_params), *((s.name, s.params.model_dump(mode="json")) for s in recipe.steps)]:
+    removal_steps = [(READ_STEP, read_params), *((s.name, s.params.model_dump(mode="json")) for s in recipe.steps)]
+    for name, params in removal_steps:
         st = collected["steps"][name]
         removed_by_step[name] = dict(sorted(st["removed"].items()))
         n_removed = sum(st["removed"].values())

@@ -56,7 +56,8 @@ def _copy(run: Path, to: Path) -> tuple[Path, Path]:
 def _rewrite_checksum(ckpt: Path, name: str) -> None:
     """Record ``name``'s current checksum in state.json, as a forger would."""
     state = json.loads((ckpt / "state.json").read_text())
-    state["files"][name] = {"bytes": (ckpt / name).stat().st_size, checkpoint.CHECKSUM: checkpoint.file_checksum(ckpt / name)}
+    f = ckpt / name
+    state["files"][name] = {"bytes": f.stat().st_size, checkpoint.CHECKSUM: checkpoint.file_checksum(f)}
     (ckpt / "state.json").write_text(json.dumps(state))
 
 
@@ -97,7 +98,8 @@ def test_state_json_records_the_size_and_checksum_of_every_file(stopped_run: Pat
     files = json.loads((ckpt / "state.json").read_text())["files"]
     assert sorted(files) == ["model.pt", "optimizer.pt", "rng.pt"]
     for name, rec in files.items():
-        assert rec == {"bytes": (ckpt / name).stat().st_size, checkpoint.CHECKSUM: checkpoint.file_checksum(ckpt / name)}
+        f = ckpt / name
+        assert rec == {"bytes": f.stat().st_size, checkpoint.CHECKSUM: checkpoint.file_checksum(f)}
 
 
 def test_a_truncated_file_in_a_named_checkpoint_is_refused_naming_it(tmp_path: Path, stopped_run: Path,

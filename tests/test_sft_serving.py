@@ -167,6 +167,28 @@ def test_a_reply_that_merges_into_its_generation_prompt_is_counted(pretrained_mo
     assert chat.merged_starts == 1
 
 
+class _WithoutOffsets:
+    """A tokenizer as Python-only tokenizers are: no character offsets."""
+
+    def __init__(self, tok: Any) -> None:
+        self._tok = tok
+
+    def __call__(self, text: str, **kwargs: Any) -> Any:
+        if kwargs.pop("return_offsets_mapping", False):
+            raise NotImplementedError("return_offset_mapping is not available when using Python tokenizers")
+        return self._tok(text, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tok, name)
+
+
+@pytest.mark.parametrize("name", list(CONVERSATIONS))
+def test_a_tokenizer_without_offsets_gets_the_same_ids_and_labels(pretrained_model: Path, name: str) -> None:
+    tok = _tokenizer(pretrained_model)
+    messages = CONVERSATIONS[name]
+    assert sft_data.ChatFormat(_WithoutOffsets(tok)).encode(messages) == sft_data.ChatFormat(tok).encode(messages)
+
+
 def test_a_template_saved_by_earlier_versions_encodes_as_the_default(pretrained_model: Path) -> None:
     tok = _tokenizer(pretrained_model)
     default = sft_data.ChatFormat(tok).encode(TURNS)

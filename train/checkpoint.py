@@ -134,11 +134,13 @@ def verify(path: Path) -> dict[str, Any]:
                       "checked before loading")
     for name, expected in files.items():
         f = path / name
+        if not isinstance(expected, dict) or not isinstance(expected.get("bytes"), int):
+            raise Damaged(f"{record} is damaged (no size recorded for {name})")
         if not f.is_file():
             raise Damaged(f"{f} is missing")
         size = f.stat().st_size
-        if size != expected.get("bytes"):
-            raise Damaged(f"{f} is truncated or damaged ({size:,} bytes; {expected.get('bytes'):,} were written)")
+        if size != expected["bytes"]:
+            raise Damaged(f"{f} is truncated or damaged ({size:,} bytes; {expected['bytes']:,} were written)")
         if file_checksum(f) != expected.get(CHECKSUM):
             raise Damaged(f"{f} is damaged (its checksum differs from the one recorded when it was written)")
     return state

@@ -44,7 +44,7 @@ class DataConfig(Strict):
 class OptimConfig(Strict):
     batch_size: int = Field(default=8, ge=1, description="sequences per micro-batch (per process)")
     grad_accum: int = Field(default=1, ge=1)
-    max_steps: int = Field(default=1000, ge=1)
+    max_steps: int = Field(default=1000, ge=1, description="optimizer steps; may be raised on --resume to extend a run")
     lr: float = Field(default=3e-4, gt=0)
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
     warmup_steps: int = Field(default=100, ge=0)

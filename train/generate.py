@@ -70,6 +70,9 @@ def _adapter_base(path: Path) -> str:
 @torch.no_grad()
 def reply(model: Any, tokenizer: Any, messages: list[dict[str, str]], max_new_tokens: int = 128,
           temperature: float = 0.7, top_p: float = 0.9, seed: int = 0) -> str:
+    """The model's next assistant message after ``messages``, prompted with exactly the ids that
+    ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)`` gives; greedy when ``temperature`` is 0,
+    else nucleus sampling seeded by ``seed``. Raises ConfigError when the chat template cannot be rendered."""
     chat = ChatFormat(tokenizer)
     ids, _ = chat.encode(messages, add_generation_prompt=True)
     torch.manual_seed(seed)
@@ -81,6 +84,7 @@ def reply(model: Any, tokenizer: Any, messages: list[dict[str, str]], max_new_to
 
 
 def interactive(model: Any, tokenizer: Any, **kwargs: Any) -> None:
+    """Chat on stdin/stdout, keeping the conversation; ``kwargs`` go to :func:`reply`."""
     history: list[dict[str, str]] = []
     print("chat with the model; an empty line or Ctrl-D ends it", file=sys.stderr)
     for line in sys.stdin:

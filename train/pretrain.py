@@ -83,8 +83,9 @@ class Pretrainer(Trainer):
         return plan + [self.cfg.optim.max_steps] if self.cfg.optim.max_steps > plan[-1] else plan
 
     def resume_fields(self) -> dict[str, Any]:
-        """The loop's fields plus what the paths point to: the tokenizer's hash, the corpus shards' checksums and
-        the mixture in use (``data.weights`` or the corpus's ``mixture.json``)."""
+        """The loop's fields, with the corpus and tokenizer judged by content rather than path (a moved corpus
+        resumes): the tokenizer's hash, the corpus shards' checksums, and the mixture in use (``data.weights`` or
+        the corpus's ``mixture.json``)."""
         if self._inputs is None:
             corpus = Corpus(Path(self.cfg.corpus))
             shards = {d: [s.sha256 for s in corpus.shards(d)] for d in corpus.domains}
@@ -92,7 +93,8 @@ class Pretrainer(Trainer):
                 "tokenizer contents": tokenizer_hash(Path(self.cfg.tokenizer)),
                 "corpus contents": hashlib.sha256(json.dumps(shards, sort_keys=True).encode()).hexdigest()[:16],
                 "mixture (data.weights or the corpus's mixture.json)": self.cfg.data.weights or corpus.mixture}
-        return {**super().resume_fields(), **self._inputs}
+        fields = {k: v for k, v in super().resume_fields().items() if k not in ("corpus", "tokenizer")}
+        return {**fields, **self._inputs}
 
     def _batch(self, tokens: np.ndarray, names: list[str]) -> Batch:
         t = torch.from_numpy(tokens).to(self.dist.device)

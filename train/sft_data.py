@@ -229,14 +229,15 @@ class ChatFormat:
         spans = [(i, *self._span(messages, i, text)) for i, m in enumerate(messages) if m["role"] == "assistant"]
         try:
             enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        except NotImplementedError:  # a tokenizer without offsets: token boundaries from prefixes of the text
-            ids = list(self.tok(text, add_special_tokens=False)["input_ids"])
+        except NotImplementedError:
+            enc = {"input_ids": self.tok(text, add_special_tokens=False)["input_ids"]}
+        ids = list(enc["input_ids"])
+        if "offset_mapping" not in enc:  # a tokenizer without offsets: token boundaries from prefixes of the text
             owner = [-1] * len(ids)
             for i, a, b in spans:
                 lo, hi = self._boundary(ids, text[:a]), self._boundary(ids, text[:b])
                 owner[lo:hi] = [i] * (hi - lo)
             return ids, owner
-        ids = list(enc["input_ids"])
         starts, ends = (np.asarray([o[k] for o in enc["offset_mapping"]], dtype=np.int64).reshape(-1) for k in (0, 1))
         owner_a = np.full(len(ids), -1, dtype=np.int64)
         for i, a, b in spans:

@@ -138,6 +138,6 @@ def load(corpus: Corpus, tokenizer_dir: Path, domain: str) -> list[ShardTokens]:
         meta: dict[str, Any] = json.loads(target.with_suffix(".json").read_text())
         tokens = np.memmap(target.with_suffix(".tokens"), dtype=meta["dtype"], mode="r") if meta["tokens"] else \
             np.zeros(0, dtype=meta["dtype"])
-        out.append(ShardTokens(domain, tokens, np.load(target.with_suffix(".docs.npy")),
-                               np.load(target.with_suffix(".ids.npy"))))
+        out.append(ShardTokens(domain, tokens, np.load(target.with_suffix(".docs.npy"), allow_pickle=False),
+                               np.load(target.with_suffix(".ids.npy"), allow_pickle=False)))
     return out
