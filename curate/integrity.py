@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import xxhash
 
 from curate.arrow_io import sha256_file
+from mixlab.checksum import file_checksum as checksum
 from mixlab.errors import ConfigError, RunError
 
 CHUNK = 1 << 20
@@ -31,15 +32,6 @@ _FINGERPRINT_TYPES = {"bytes": int, "mtime_ns": int, "xxh3_128": str, "hashed": 
 
 
 # ------------------------------------------------------------------------------------------------ file checksums
-
-def checksum(path: Path) -> str:
-    """xxh3-128 of the whole file at ``path``, as 32 hex digits. Raises OSError if it cannot be read."""
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def file_records(root: Path, paths: Iterable[Path]) -> tuple[dict[str, dict[str, Any]], float]:
     """Size and checksum of each file, keyed by its path relative to ``root`` (posix), and the seconds spent
@@ -289,6 +281,6 @@ def damaged_corpus_error(root: Path, problems: list[str]) -> RunError:
                     "rebuild the corpus with `curate run RECIPE --fresh`")
 
 
-__all__ = ["checksum", "file_records", "check_file", "seal", "unseal", "fingerprint", "fingerprint_inputs",
+__all__ = ["file_records", "check_file", "seal", "unseal", "fingerprint", "fingerprint_inputs",
            "input_changes", "inputs_record", "check_inputs", "read_manifest", "listed_shards", "verify_manifest",
            "damaged_corpus_error"]

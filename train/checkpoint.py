@@ -24,13 +24,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import xxhash
 
 from mixlab.errors import ConfigError
+from mixlab.checksum import file_checksum
 from mixlab.logs import log
 
 CHECKSUM = "xxh3_128"
-_CHUNK = 8 << 20
 
 DEEPSPEED_GLOBALS = frozenset({
     "deepspeed.runtime.fp16.loss_scaler.LossScaler",
@@ -43,15 +42,6 @@ DEEPSPEED_GLOBALS = frozenset({
 
 class Damaged(Exception):
     """A checkpoint whose files do not match its ``state.json``; the message names the file and what is wrong."""
-
-
-def file_checksum(path: Path) -> str:
-    """xxh3-128 of a file's bytes, as hex."""
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _file_records(root: Path) -> dict[str, dict[str, Any]]:
