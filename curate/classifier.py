@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.lm import input_texts
-from mixlab.errors import ConfigError
+from curate.lm import check_inputs, check_out_dir, input_texts
+from mixlab.errors import ConfigError, RunError
 from mixlab.logs import log
 
 POSITIVE, NEGATIVE = "__label__hq", "__label__lq"
@@ -41,8 +41,27 @@ def _docs(paths: list[Path], max_docs: int, max_chars: int) -> list[str]:
 def train(positive: list[Path], negative: list[Path], out: Path, held_out: float = 0.1, seed: int = 0,
           epochs: int = 10, word_ngrams: int = 2, max_docs: int = 200_000, max_chars: int = 10_000,
           threshold: float = 0.5) -> dict[str, Any]:
+    """Train a fastText classifier of ``positive`` vs ``negative`` documents (files or corpus directories, at most
+    ``max_docs`` of each) into ``out`` (``model.bin``, ``model.json``), evaluated on a ``held_out`` fraction;
+    returns the model card data.
+
+    Raises ConfigError, before any work, for ``held_out`` outside (0, 1), ``epochs`` < 1, ``threshold`` outside
+    [0, 1], ``max_docs`` < 20, a missing input, an ``out`` that cannot be a directory, or too few documents on
+    either side of the split; RunError when fastText fails."""
     import fasttext
 
+    if not 0 < held_out < 1:
+        raise ConfigError(f"--held-out {held_out}: the fraction of documents held out for evaluation must be "
+                          "between 0 and 1 (exclusive), e.g. 0.1")
+    if epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: must be at least 1")
+    if not 0 <= threshold <= 1:
+        raise ConfigError(f"--threshold {threshold}: a probability, between 0 and 1")
+    if max_docs < 20:
+        raise ConfigError(f"--max-docs {max_docs}: must be at least 20 (documents per class)")
+    check_out_dir(out)
+    check_inputs(positive, flag="--positive")
+    check_inputs(negative, flag="--negative")
     started = time.time()
     pos, neg = _docs(positive, max_docs, max_chars), _docs(negative, max_docs, max_chars)
     if len(pos) < 20 or len(neg) < 20:
@@ -52,14 +71,22 @@ def train(positive: list[Path], negative: list[Path], out: Path, held_out: float
     rng.shuffle(data)
     n_test = max(10, int(len(data) * held_out))
     test, train_set = data[:n_test], data[n_test:]
+    for label, name in ((POSITIVE, "positive"), (NEGATIVE, "negative")):
+        if sum(lab == label for lab, _ in train_set) < 10:
+            raise ConfigError(f"--held-out {held_out}: leaves fewer than 10 {name} documents to train on (of "
+                              f"{len(data):,}); hold out less or give more documents")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=out, delete=True, encoding="utf-8") as f:
         f.writelines(f"{label} {text}\n" for label, text in train_set)
         f.flush()
         log.info(f"classifier train: {len(train_set):,} documents ({len(pos):,} positive, {len(neg):,} negative "
                  f"before the {held_out:.0%} held-out split)")
-        model = fasttext.train_supervised(input=f.name, epoch=epochs, wordNgrams=word_ngrams, seed=seed, thread=1,
-                                          verbose=0, lr=0.5, dim=64, minCount=2)
+        try:
+            model = fasttext.train_supervised(input=f.name, epoch=epochs, wordNgrams=word_ngrams, seed=seed,
+                                              thread=1, verbose=0, lr=0.5, dim=64, minCount=2)
+        except (RuntimeError, ValueError) as e:
+            raise RunError(f"fastText training failed on {len(train_set):,} documents: "
+                           f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}") from None
     model.save_model(str(out / "model.bin"))
     scores = score(model, [t for _, t in test])
     truth = np.array([label == POSITIVE for label, _ in test])

@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, type=Path)
     t.add_argument("--order", type=int, default=5)
     t.add_argument("--vocab-size", type=int, default=16_000)
-    t.add_argument("--prune", type=int, nargs="*", help="lmplz --prune thresholds, e.g. 0 0 1")
+    t.add_argument("--prune", type=int, nargs="*", help="lmplz --prune count thresholds from unigrams up: "
+                   "non-negative, non-decreasing, at most --order values, e.g. 0 0 1")
     t.add_argument("--domain", help="only this domain of a corpus input")
 
     cl = sub.add_parser("classifier", help="fastText quality classifiers").add_subparsers(dest="action",
@@ -52,11 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--positive", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS")
     c.add_argument("--negative", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS")
     c.add_argument("--out", required=True, type=Path)
-    c.add_argument("--held-out", type=float, default=0.1)
+    c.add_argument("--held-out", type=float, default=0.1, help="fraction held out for evaluation, in (0, 1)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--epochs", type=int, default=10)
     c.add_argument("--max-docs", type=int, default=200_000, help="per class")
-    c.add_argument("--threshold", type=float, default=0.5, help="for the reported precision/recall")
+    c.add_argument("--threshold", type=float, default=0.5,
+                   help="probability in [0, 1] for the reported precision/recall")
     return p
 
 

@@ -167,7 +167,8 @@ def inputs_record(named: dict[str, Path]) -> dict[str, Any]:
 
 def check_inputs(path: Path, named: dict[str, Path], out: Path) -> None:
     """Refuse to resume the run in ``out`` when an input file differs from the fingerprints recorded in ``path``
-    when the run started. Raises ConfigError naming the first changed files and pointing to ``--fresh``."""
+    when the run started. Raises ConfigError naming the first changed files and pointing to ``--fresh``, or naming
+    ``path`` when it is damaged (nothing is done either way)."""
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))["files"]
         if not isinstance(recorded, dict) or not all(
@@ -175,8 +176,8 @@ def check_inputs(path: Path, named: dict[str, Path], out: Path) -> None:
                 for v in recorded.values()):
             raise ValueError("'files' is not a mapping of name -> fingerprint")
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RunError(f"{path}: damaged ({e}); the unfinished run in {out} cannot be checked against its inputs; "
-                       "pass --fresh to start again") from None
+        raise ConfigError(f"{path}: damaged ({e}); the unfinished run in {out} cannot be checked against its "
+                          "inputs; pass --fresh to start again") from None
     changes = input_changes(recorded, fingerprint_inputs(named)[0])
     if changes:
         more = f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""
@@ -190,7 +191,10 @@ def check_inputs(path: Path, named: dict[str, Path], out: Path) -> None:
 _MANIFEST_KEYS = ("name", "recipe_hash", "created_at", "corpus_sha256", "domains", "removed", "errors",
                   "accounting", "mixture")
 _SHARD_KEYS = ("path", "docs", "bytes", "file_bytes", "sha256")
+_FILE_TYPES = {"path": str, "bytes": int, "sha256": str}
 _COUNTS = ("read", "kept", "removed_total", "errored")
+HASH_THREADS = 8
+"""threads re-hashing files (hashlib releases the GIL, so they read and hash in parallel)"""
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -240,9 +244,20 @@ def _manifest_problem(m: Any) -> str | None:
         if not isinstance(shard, dict) or any(k not in shard for k in _SHARD_KEYS) \
                 or not isinstance(shard["path"], str) or not isinstance(shard["file_bytes"], int):
             return f"a shard of {where} lacks one of {', '.join(_SHARD_KEYS)}"
-        if Path(shard["path"]).is_absolute() or ".." in Path(shard["path"]).parts:
+        if _outside(shard["path"]):
             return f"shard path {shard['path']!r} of {where} lies outside the corpus"
+    files = m.get("files", [])
+    if not isinstance(files, list) or not all(
+            isinstance(f, dict) and all(isinstance(f.get(k), t) for k, t in _FILE_TYPES.items()) for f in files):
+        return "'files' is not a list of {path, bytes, sha256}"
+    for f in files:
+        if _outside(f["path"]):
+            return f"file path {f['path']!r} lies outside the corpus"
     return None
+
+
+def _outside(rel: str) -> bool:
+    return Path(rel).is_absolute() or ".." in Path(rel).parts
 
 
 def listed_shards(m: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -253,25 +268,61 @@ def listed_shards(m: dict[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
+def listed_files(m: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's ``files``: ``{path, bytes, sha256}`` of the other files a run writes that are read later
+    (``mixture.json``, which training reads, and the MinHash index that ``against:`` reads). Empty for a manifest
+    written by an earlier mixlab, which did not record them."""
+    return m.get("files", [])
+
+
+def file_entries(root: Path, paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """``{path, bytes, sha256}`` of each file, as the manifest's ``files`` lists them: path relative to ``root``
+    (posix), sorted. Every path must lie under ``root``; raises OSError if one cannot be read."""
+    def one(p: Path) -> dict[str, Any]:
+        return {"path": p.relative_to(root).as_posix(), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        return list(pool.map(one, sorted(set(paths))))
+
+
+def _check_listed(root: Path, rel: str, size: int, sha256: str) -> tuple[str | None, int]:
+    """What is wrong with ``root/rel`` against its manifest entry (None when it matches), and its size."""
+    path = root / rel
+    try:
+        actual = path.stat().st_size
+        if actual != size:
+            return f"{rel}: {actual:,} bytes where the manifest says {size:,}", actual
+        if sha256_file(path) != sha256:
+            return f"{rel}: sha256 differs from the manifest's", actual
+    except FileNotFoundError:
+        return f"{rel}: missing", 0
+    except OSError as e:
+        return f"{rel}: unreadable ({e.strerror or e})", 0
+    return None, actual
+
+
+def _check_all(root: Path, entries: list[tuple[str, int, str]]) -> tuple[list[str], int]:
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        results = list(pool.map(lambda e: _check_listed(root, *e), entries))
+    return [p for p, _ in results if p is not None], sum(n for _, n in results)
+
+
 def verify_manifest(root: Path, m: dict[str, Any]) -> tuple[list[str], int, int]:
-    """Re-hash every file the manifest ``m`` of the corpus at ``root`` lists. Returns the problems (one
-    ``path: what`` each, empty when all match), the number of files and their total bytes."""
-    problems = []
-    total = 0
-    shards = listed_shards(m)
-    for _, s in shards:
-        path = root / s["path"]
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            problems.append(f"{s['path']}: missing")
-            continue
-        total += size
-        if size != s["file_bytes"]:
-            problems.append(f"{s['path']}: {size:,} bytes where the manifest says {s['file_bytes']:,}")
-        elif sha256_file(path) != s["sha256"]:
-            problems.append(f"{s['path']}: sha256 differs from the manifest's")
-    return problems, len(shards), total
+    """Re-hash every file the manifest ``m`` of the corpus at ``root`` lists (shards and ``files``). Returns the
+    problems (one ``path: what`` each, empty when all match), the number of files and their total bytes."""
+    entries = [(s["path"], s["file_bytes"], s["sha256"]) for _, s in listed_shards(m)]
+    entries += [(f["path"], f["bytes"], f["sha256"]) for f in listed_files(m)]
+    problems, total = _check_all(root, entries)
+    return problems, len(entries), total
+
+
+def verify_files(root: Path, m: dict[str, Any], rels: list[str]) -> list[str]:
+    """Re-hash the files ``rels`` (paths relative to ``root``) against the manifest ``m``'s ``files``. Returns the
+    problems, one ``path: what`` each (``not recorded in the manifest`` for a path it does not list)."""
+    listed = {f["path"]: f for f in listed_files(m)}
+    problems = [f"{rel}: not recorded in the manifest" for rel in rels if rel not in listed]
+    found, _ = _check_all(root, [(rel, listed[rel]["bytes"], listed[rel]["sha256"]) for rel in rels if rel in listed])
+    return problems + found
 
 
 def damaged_corpus_error(root: Path, problems: list[str]) -> RunError:
@@ -282,5 +333,5 @@ def damaged_corpus_error(root: Path, problems: list[str]) -> RunError:
 
 
 __all__ = ["file_records", "check_file", "seal", "unseal", "fingerprint", "fingerprint_inputs",
-           "input_changes", "inputs_record", "check_inputs", "read_manifest", "listed_shards", "verify_manifest",
-           "damaged_corpus_error"]
+           "input_changes", "inputs_record", "check_inputs", "read_manifest", "listed_shards", "listed_files",
+           "file_entries", "verify_manifest", "verify_files", "damaged_corpus_error"]

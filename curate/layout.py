@@ -17,7 +17,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from curate.integrity import file_records, seal, unseal
 from mixlab.errors import MixlabError, storage_problem
@@ -31,8 +31,9 @@ WORK_FORMAT = 2
 
 
 class Layout:
-    """The paths of an output directory. ``OWNED`` is the one list of the names a run writes in the root: they are
-    what ``--fresh`` deletes, and no input may lie inside them."""
+    """The paths of an output directory. ``OWNED`` is the one list of the names a run writes in the root: no input
+    may lie inside them, and ``--fresh`` deletes in them only the files whose names a run writes
+    (:func:`is_written`)."""
 
     LOCK = ".lock"
     OWNED = ("manifest.json", "mixture.json", "card.md", "data", "removed", "errors", "stats", "index", "logs",
@@ -127,14 +128,75 @@ class Layout:
                 f.write(task + "\n")
 
     def clear(self) -> None:
-        """Delete what runs wrote here (see ``is_owned``) and nothing else; the lock stays with its holder."""
-        for child in self.root.iterdir():
-            if not self.is_owned(child.name) or child.name == self.LOCK:
+        """Delete what runs wrote here and nothing else: the files :func:`is_written` names, all of ``.state/`` and
+        ``.work/``, then the folders of mixlab's layout that this left empty. Every other file stays, even inside
+        ``data/`` or ``logs/``, and one line logs (a few of) them; the lock stays with its holder. Symbolic links
+        are removed or kept as links, never followed."""
+        kept = list(self._sweep(self.root, (), delete=True))
+        if kept:
+            more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
+            log.info(f"{self.root}: --fresh kept {len(kept)} path(s) that mixlab did not write: "
+                     f"{', '.join(kept[:5])}{more}")
+
+    def foreign(self) -> str | None:
+        """The first path below the root (relative; a folder ends in ``/``) that mixlab did not write, or None when
+        everything there has a name a run writes (see :func:`is_written`)."""
+        return next(self._sweep(self.root, (), delete=False), None)
+
+    def _sweep(self, folder: Path, rel: tuple[str, ...], delete: bool) -> Iterator[str]:
+        """Yield the paths below ``folder`` that mixlab did not write, in name order, without entering folders
+        outside ``OWNED``; with ``delete``, delete the others, then ``folder`` if it is a folder of the layout
+        left empty."""
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            sub = (*rel, entry.name)
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if not rel and entry.name == self.LOCK:
                 continue
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
+            if not rel and entry.name in _PRIVATE and is_dir:
+                if delete:
+                    shutil.rmtree(entry.path)
+            elif is_dir and (rel or entry.name in self.OWNED):
+                yield from self._sweep(Path(entry.path), sub, delete)
+            elif is_written(sub):
+                if delete:
+                    os.unlink(entry.path)
             else:
-                child.unlink()
+                yield "/".join(sub) + ("/" if is_dir else "")
+        if delete and _FOLDER.fullmatch("/".join(rel)) and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+_PRIVATE = (".state", ".work")
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
+_FOLDER = re.compile(rf"data(/{_NAME})?|removed(/{_NAME})?|errors|stats|logs|index(/minhash)?"
+                     rf"|tokens(/[0-9a-f]+(/{_NAME})?)?")
+_WRITTEN = re.compile(
+    rf"(data/{_NAME}|removed/{_NAME}|errors)/part-\d{{5,}}\.parquet"
+    r"|manifest\.json|mixture\.json|card\.md"
+    rf"|stats/(?P<step>{_NAME})\.json"
+    r"|logs/run\.log"
+    r"|index/minhash/(docs\.arrow|bands\.arrow|params\.json)"
+    rf"|tokens/[0-9a-f]+/{_NAME}/\.?part-\d{{5,}}\.(tokens|docs\.npy|ids\.npy|json)")
+
+
+def is_written(rel: tuple[str, ...]) -> bool:
+    """Whether the file at ``rel`` (path parts below an output root) has a name mixlab writes: a shard
+    ``data/<domain>/part-NNNNN.parquet``, ``removed/<step>/part-*.parquet`` or ``errors/part-*.parquet``,
+    ``stats/<step>.json`` of a registered step, ``logs/run.log``, a MinHash index file in ``index/minhash/``, a
+    token-cache file ``tokens/<hash>/<domain>/part-NNNNN.*``, ``manifest.json``, ``mixture.json``, ``card.md``,
+    the temporary name of any of them (``.card.md.tmp1234``), or anything in ``.state/`` or ``.work/``."""
+    if len(rel) > 1 and rel[0] in _PRIVATE:
+        return True
+    temporary = _TEMPORARY.fullmatch(rel[-1])
+    m = _WRITTEN.fullmatch("/".join((*rel[:-1], temporary.group(1) if temporary else rel[-1])))
+    if m is None:
+        return False
+    if m.group("step") is not None:
+        from curate.readers import READ_STEP
+        from curate.steps import REGISTRY
+
+        return m.group("step") in {READ_STEP, *REGISTRY}
+    return True
 
 
 def write_text_atomic(path: Path, text: str) -> None:

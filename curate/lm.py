@@ -123,16 +123,76 @@ def input_texts(inputs: Iterable[Path], domain: str | None = None) -> Iterator[p
             log.warning(f"{path}: {skipped:,} records skipped (unreadable, or over {source.max_doc_bytes:,} bytes)")
 
 
+def check_out_dir(out: Path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output directory that cannot be one: ``out`` or one of its parents is an
+    existing file. Raises ConfigError naming ``flag`` and the file."""
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                where = "exists and is not a directory" if p == out else f"cannot be created: {p} is a file"
+                raise ConfigError(f"{flag} {out}: {where}; give a directory")
+            return
+
+
+def check_prune(prune: list[int] | None, order: int) -> None:
+    """Refuse ``lmplz --prune`` thresholds that KenLM rejects: they are counts (non-negative), one per order from
+    unigrams up (at most ``order`` of them), and non-decreasing. Raises ConfigError."""
+    if not prune:
+        return
+    given = " ".join(map(str, prune))
+    if any(t < 0 for t in prune):
+        raise ConfigError(f"--prune {given}: thresholds are n-gram counts, they cannot be negative")
+    if len(prune) > order:
+        raise ConfigError(f"--prune {given}: {len(prune)} thresholds for a {order}-gram model; give at most "
+                          f"{order}, one per order from unigrams up (the last one applies to the higher orders)")
+    if any(b < a for a, b in zip(prune, prune[1:])):
+        raise ConfigError(f"--prune {given}: thresholds must not decrease from one order to the next (pruning a "
+                          "lower order more would remove n-grams whose extensions are kept), e.g. 0 0 1")
+
+
+def check_inputs(inputs: list[Path], domain: str | None = None, flag: str = "--input") -> None:
+    """Refuse, before any work, an input that is neither a file nor a corpus directory, and a ``domain`` that some
+    corpus input does not have (naming that corpus's domains) or that no corpus input could give. Raises
+    ConfigError (RunError for a corpus whose manifest is damaged)."""
+    from curate.integrity import read_manifest
+
+    corpora = []
+    for path in inputs:
+        if path.is_dir():
+            if not (path / "manifest.json").is_file():
+                raise ConfigError(f"{flag} {path}: a directory input must be a corpus built by `curate run` "
+                                  "(it has no manifest.json)")
+            corpora.append(path)
+        elif not path.is_file():
+            raise ConfigError(f"{flag} {path}: no such file or corpus directory")
+    if domain is None:
+        return
+    if not corpora:
+        raise ConfigError(f"--domain {domain}: only a corpus directory input has domains, and no {flag} is one")
+    for corpus in corpora:
+        domains = sorted(read_manifest(corpus / "manifest.json")["domains"])
+        if domain not in domains:
+            raise ConfigError(f"--domain {domain}: the corpus {corpus} has no such domain (its domains: "
+                              f"{', '.join(domains) or 'none'})")
+
+
 def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: int = 16_000,
           prune: list[int] | None = None, domain: str | None = None, max_lines: int = 5_000_000) -> dict[str, Any]:
-    """Train SentencePiece + KenLM on ``inputs`` into ``out``; returns the model card data."""
+    """Train SentencePiece + KenLM on ``inputs`` into ``out``; returns the model card data.
+
+    Raises ConfigError, before any work, for an order outside 2..8, a vocabulary under 4 pieces, ``prune``
+    thresholds KenLM rejects (:func:`check_prune`), a missing input or domain (:func:`check_inputs`), an ``out``
+    that cannot be a directory, or too little text; RunError when SentencePiece or KenLM fails."""
     import sentencepiece as spm
 
-    lmplz, build_binary = kenlm_tool("lmplz"), kenlm_tool("build_binary")
     if order < 2 or order > 8:
         raise ConfigError(f"--order must be between 2 and 8 (got {order})")
     if vocab_size < 4:
         raise ConfigError(f"--vocab-size {vocab_size}: must be at least 4 (3 special pieces and the characters)")
+    check_prune(prune, order)
+    check_out_dir(out)
+    check_inputs(inputs, domain)
+    lmplz, build_binary = kenlm_tool("lmplz"), kenlm_tool("build_binary")
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with tempfile.TemporaryDirectory(dir=out, prefix=".train-") as tmp_dir:
@@ -148,7 +208,9 @@ def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: 
                         n_lines += 1
                         n_chars += len(line)
         if n_chars < 20_000:
-            raise ConfigError(f"only {n_chars:,} characters of text in the inputs; a language model needs more")
+            where = f" (domain {domain})" if domain else ""
+            raise ConfigError(f"only {n_chars:,} characters of text in the inputs{where}; a language model needs "
+                              "at least 20,000")
         log.info(f"lm train: {n_lines:,} lines, {n_chars / 1e6:.1f} M characters; training SentencePiece")
         try:
             spm.SentencePieceTrainer.train(input=str(text_file), model_prefix=str(tmp / "sp"), vocab_size=vocab_size,

@@ -31,6 +31,13 @@ class Source(Strict):
     max_doc_bytes: int = Field(default=16 * 2**20, gt=0)
     on_error: Literal["record", "fail"] = "record"
 
+    @field_validator("path")
+    @classmethod
+    def _at_least_one_path(cls, v: str | list[str]) -> str | list[str]:
+        if v == [] or "" in ([v] if isinstance(v, str) else v):
+            raise ValueError("must name at least one file, directory or glob, none empty")
+        return v
+
     @property
     def patterns(self) -> list[str]:
         return [self.path] if isinstance(self.path, str) else list(self.path)
@@ -178,48 +185,66 @@ def infer_format(path: Path) -> str | None:
     return None
 
 
-def _expand(base: Path, source: Source, i: int, owners: dict[str, int] | None = None) -> list[Path]:
-    """The files of ``sources[i]``, sorted, each once by its real path: overlapping globs, symbolic links (loops
-    included) and a directory reached twice name a file once. ``*`` and ``**`` skip hidden names, as in
-    :func:`glob.glob`; a directory given for a ``txt`` or ``lines`` source stands for its visible files below it.
+def _expand(base: Path, source: Source, i: int, owners: dict[Any, int] | None = None) -> list[Path]:
+    """The files of ``sources[i]``, sorted, each once: overlapping globs, symbolic links (loops included), hard links
+    and a directory reached twice name a file once (the same device and inode, or real path). ``*`` and ``**`` skip
+    hidden names, as in :func:`glob.glob`, and a glob lists files, not directories; a directory given for a ``txt``
+    or ``lines`` source stands for its visible files below it.
 
-    ``owners`` (real path -> index of the source that reads it) is shared across the sources of a recipe and
+    ``owners`` (file identity -> index of the source that reads it) is shared across the sources of a recipe and
     updated: a file an earlier source already reads stays with it, and a warning names both sources.
 
-    Raises ConfigError naming the key when a pattern matches nothing, a path does not exist, or every file of the
-    source is read by earlier sources.
+    Raises ConfigError naming the key when a pattern matches no file, a path does not exist, a directory is given
+    for a format other than ``txt`` or ``lines``, or every file of the source is read by earlier sources.
     """
-    found: dict[str, Path] = {}
+    found: dict[Any, Path] = {}
     for j, pattern in enumerate(source.patterns):
         where = f"sources[{i}].path" + (f"[{j}]" if isinstance(source.path, list) else "")
         full = resolve(base, pattern)
         if glob.has_magic(str(full)):
-            matches = [m for m in _glob(full) if source.format != "txt" or not m.is_dir()]
+            matches = [m for m in _glob(full) if not m.is_dir()]
             if not matches:
                 raise ConfigError(f"{where}: {pattern!r} matches no file (looked in {full.parent})")
         elif full.is_dir() and source.format in ("txt", "lines"):
             matches = [m for m in _glob_in(full, ("**", "*")) if m.is_file()]
             if not matches:
                 raise ConfigError(f"{where}: directory {pattern!r} holds no file")
+        elif full.is_dir():
+            hint = f"{pattern.rstrip('/')}/*.{source.format or 'jsonl'}"
+            fmt = f"; this one is {source.format}" if source.format else ""
+            raise ConfigError(f"{where}: {pattern!r} is a directory; name its files with a glob such as {hint!r} "
+                              f"(only a txt or lines source takes a directory{fmt})")
         elif full.exists():
             matches = [full]
         else:
             raise ConfigError(f"{where}: {pattern!r} does not exist (resolved to {full})")
         for m in sorted(matches):
-            found.setdefault(os.path.realpath(m), m)
+            first = found.setdefault(_identity(m), m)
+            if first != m and os.path.realpath(first) != os.path.realpath(m):
+                log.warning(f"{where}: {m} is a hard link of {first} (the same file); it is read once, as {first}")
     if owners is None:
         return sorted(found.values())
     taken: dict[int, list[Path]] = {}
-    for real, m in found.items():
-        if owners.setdefault(real, i) != i:
-            taken.setdefault(owners[real], []).append(m)
+    for key, m in found.items():
+        if owners.setdefault(key, i) != i:
+            taken.setdefault(owners[key], []).append(m)
     for k, paths in sorted(taken.items()):
         names = ", ".join(str(p) for p in sorted(paths)[:3]) + (", ..." if len(paths) > 3 else "")
         if len(paths) == len(found):
             raise ConfigError(f"sources[{i}].path: every file it names is already read by sources[{k}] ({names})")
         log.warning(f"sources[{i}].path: {len(paths)} file(s) also named by sources[{k}] ({names}); each is read "
                     f"once, by sources[{k}]")
-    return sorted(m for real, m in found.items() if owners[real] == i)
+    return sorted(m for key, m in found.items() if owners[key] == i)
+
+
+def _identity(path: Path) -> tuple[int, int] | str:
+    """What names one file however it is reached: its device and inode (hard and symbolic links alike), or its
+    real path when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return st.st_dev, st.st_ino
 
 
 def _glob(pattern: Path) -> list[Path]:
@@ -314,7 +339,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     base = path.resolve().parent
     steps = parse_steps(model.steps, str(path))
     files = []
-    owners: dict[str, int] = {}
+    owners: dict[Any, int] = {}
     for i, source in enumerate(model.sources):
         found = _expand(base, source, i, owners)
         if source.format is None:

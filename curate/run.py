@@ -53,8 +53,9 @@ def _prepare(recipe: Recipe, lay: Layout, fresh: bool) -> str:
         raise ConfigError(f"output.dir: {root} exists and is not a directory")
     state_file = lay.state / "recipe.json"
     is_ours = lay.manifest.exists() or state_file.exists()
-    if root.exists() and not is_ours and any(p.name not in ("logs", Layout.LOCK) for p in root.iterdir()):
-        raise ConfigError(f"output.dir: {root} is not empty and holds no mixlab corpus; refusing to write into it")
+    if root.exists() and not is_ours and (foreign := lay.foreign()) is not None:
+        raise ConfigError(f"output.dir: {root} is not empty ({foreign}) and holds no mixlab corpus (no manifest.json "
+                          "or .state/recipe.json); refusing to write into it or delete anything there")
     if fresh and root.exists():
         lay.clear()
     elif is_ours:
@@ -149,7 +150,7 @@ def _fingerprint_inputs(recipe: Recipe, lay: Layout, state: str) -> None:
 
 def _refuse_changed_file_list(recipe: Recipe, lay: Layout) -> None:
     """When the output holds an unfinished run of this same recipe whose input files were added or removed since
-    (which changes the recipe's hash), raise a ConfigError naming those files."""
+    (which changes the recipe's hash), raise a ConfigError naming those files (or the damaged record of them)."""
     path = lay.state / "inputs.json"
     try:
         started = read_json(lay.state / "recipe.json")["recipe"]
@@ -157,10 +158,7 @@ def _refuse_changed_file_list(recipe: Recipe, lay: Layout) -> None:
         return
     if lay.manifest.exists() or not path.exists() or started != json.loads(json.dumps(recipe.to_dict())):
         return
-    try:
-        integrity.check_inputs(path, _input_names(recipe), lay.root)
-    except RunError:  # a damaged fingerprint record: the caller's error stands
-        return
+    integrity.check_inputs(path, _input_names(recipe), lay.root)
 
 
 def _run(plan: Plan, lay: Layout, state: str, workers: int, keep_work: bool) -> dict[str, Any]:
@@ -264,6 +262,8 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
         "keep_removed": recipe.model.output.keep_removed if isinstance(recipe.model.output.keep_removed, str)
         else f"sample {recipe.model.output.keep_removed.sample}",
         "errors": {"shards": error_shards, "by_kind": dict(sorted(error_kinds.items()))},
+        "files": integrity.file_entries(lay.root, [lay.mixture, *(p for p in (lay.root / "index").rglob("*")
+                                                                   if p.is_file() and not p.name.startswith("."))]),
         "funnel": funnel, "accounting": accounting, "mixture": mixture["weights"],
     }
     text = card.render(manifest)

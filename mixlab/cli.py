@@ -41,7 +41,8 @@ def run(parser: argparse.ArgumentParser, commands: dict[str, Command], argv: lis
     """Parse ``argv``, run the chosen command and return the process exit code.
 
     A :class:`MixlabError` is printed as one ``prog: error: message`` line with its exit code; a full, read-only or
-    forbidden filesystem (also met inside a worker process) as one line naming the path, exit 1. Any other
+    forbidden filesystem (also met inside a worker process) as one line naming the path, exit 1; an interrupt as
+    ``prog: interrupted; HOW TO GO ON`` (the KeyboardInterrupt's message, else ``interrupted``), exit 1. Any other
     exception is a bug and propagates with its traceback.
     """
     add_common_options(parser)
@@ -61,8 +62,8 @@ def run(parser: argparse.ArgumentParser, commands: dict[str, Command], argv: lis
     except MixlabError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; {interrupted}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"{parser.prog}: interrupted; {str(e) or interrupted}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except OSError as e:
         problem = storage_problem(e)

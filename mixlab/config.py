@@ -25,10 +25,15 @@ class Strict(BaseModel):
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping a YAML file holds; ConfigError naming the file when it is missing, unreadable or not a mapping."""
+    """The mapping a YAML file holds; ConfigError naming the file when it is missing, a directory, unreadable or not
+    a mapping."""
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a YAML file")
+    if not p.exists():
         raise ConfigError(f"{path}: no such file")
+    if not p.is_file():
+        raise ConfigError(f"{path}: not a regular file, not a YAML file")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:

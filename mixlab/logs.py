@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
@@ -15,8 +16,11 @@ _quiet = False
 
 
 def setup(quiet: bool = False, verbose: bool = False) -> None:
+    """Console messages at INFO (WARNING under ``quiet``, DEBUG under ``verbose``) on stderr; the same for the
+    model libraries already imported (see :func:`configure_libraries`)."""
     global _quiet
     _quiet = quiet
+    configure_libraries(import_them=False)
     log.handlers.clear()
     log.setLevel(logging.DEBUG)
     console = logging.StreamHandler(sys.stderr)
@@ -24,6 +28,36 @@ def setup(quiet: bool = False, verbose: bool = False) -> None:
     console.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(console)
     log.propagate = False
+
+
+def configure_libraries(import_them: bool = True) -> None:
+    """Make transformers, peft, huggingface_hub and datasets follow mixlab's console: their progress bars (e.g.
+    "Loading weights") only when :func:`bars_enabled`, and under ``--quiet`` only their errors. Commands that load
+    models call this first (importing transformers takes seconds, so only they do); ``import_them=False`` touches only
+    the libraries already imported."""
+    import importlib.util
+
+    bars, level = bars_enabled(), logging.ERROR if _quiet else logging.WARNING
+    if import_them and importlib.util.find_spec("transformers") is not None:
+        import transformers.utils.logging  # noqa: F401
+    if "transformers.utils.logging" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity(level)
+        if not bars:
+            hf_logging.disable_progress_bar()
+        elif not os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS"):
+            hf_logging.enable_progress_bar()
+    if "datasets.utils.logging" in sys.modules:
+        import datasets
+
+        datasets.utils.logging.set_verbosity(level)
+        if not bars:
+            datasets.disable_progress_bars()
+        elif not os.environ.get("HF_DATASETS_DISABLE_PROGRESS_BARS"):
+            datasets.enable_progress_bars()
+    for name in ("peft", "huggingface_hub"):
+        logging.getLogger(name).setLevel(level)
 
 
 def add_file(path: Path) -> logging.Handler:

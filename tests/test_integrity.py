@@ -306,5 +306,5 @@ def test_a_damaged_input_fingerprint_record_is_one_line(recipe: Path) -> None:
 
     r = _run(recipe)
 
-    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "inputs.json: damaged" in r.stderr and "--fresh" in r.stderr

@@ -67,8 +67,10 @@ def test_fresh_keeps_user_files_in_the_output(built: Path, tmp_path: Path, capsy
 
 
 def test_fresh_deletes_every_path_runs_write(built: Path, tmp_path: Path, capsys: Any) -> None:
-    stale = [built / "data" / "old-domain" / "part-00000.parquet", built / "tokens" / "abc" / "x.tokens",
-             built / ".work" / "seg0" / "u000000.arrow", built / "index" / "x.json", built / ".manifest.json.tmp42"]
+    stale = [built / "data" / "old-domain" / "part-00000.parquet",
+             built / "tokens" / "abc" / "web" / "part-00000.tokens",
+             built / ".work" / "seg0" / "u000000.arrow", built / "index" / "minhash" / "params.json",
+             built / ".manifest.json.tmp42"]
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"stale")

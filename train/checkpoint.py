@@ -13,19 +13,21 @@ checkpoint. Checksums find damage, not forgery: safety from a crafted file comes
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
 import random
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from mixlab.errors import ConfigError
+from mixlab.errors import ConfigError, RunError, storage_problem
 from mixlab.checksum import file_checksum
 from mixlab.logs import log
 
@@ -77,25 +79,61 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
+def _free_space(path: Path) -> str:
+    for folder in (path, *path.parents):
+        if folder.exists():
+            free = shutil.disk_usage(folder).free
+            return f"{free / 2**30:,.1f} GiB" if free >= 2**30 else f"{free / 2**20:,.1f} MiB" if free >= 2**20 \
+                else f"{free // 1024:,} KiB"
+    return "unknown"
+
+
+@contextmanager
+def writing(path: Path, what: str) -> Iterator[None]:
+    """Turn a failure to write ``what`` at ``path`` into a RunError naming it (exit 1, one line): a full, read-only
+    or forbidden file system (OSError), ``torch.save``'s RuntimeError (its writer reports a short write so, e.g.
+    "unexpected pos") and safetensors' write error. The message gives the space left on the file system."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except OSError as e:
+        problem = storage_problem(e)
+        if problem is None:
+            raise
+        full = f" ({_free_space(path)} free there)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise RunError(f"{path}: cannot write {what}: {problem.rsplit(': ', 1)[-1]}{full}") from e
+    except (RuntimeError, SafetensorError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise RunError(f"{path}: cannot write {what}: the write failed ({reason}; {_free_space(path)} free there, "
+                       "a full disk?)") from e
+
+
 def save(directory: Path, step: int, model: torch.nn.Module | None, optimizer: torch.optim.Optimizer | None,
          state: dict[str, Any], keep: int, extra: dict[str, Path] | None = None) -> Path:
     """Write ``directory/step-NNNNNNN`` atomically (temp dir + rename) and prune to the last ``keep``.
 
     ``model``/``optimizer`` are None when an engine (DeepSpeed) saved them itself into a folder given in ``extra``
     (name -> folder), which is moved into the checkpoint. ``state`` (JSON values) goes into ``state.json`` with the
-    step and each file's size and checksum."""
+    step and each file's size and checksum. A failed write (a full disk) removes the partial checkpoint and raises
+    RunError naming it (see :func:`writing`)."""
     target = directory / f"step-{step:07d}"
     tmp = directory / f".step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if model is not None and optimizer is not None:
-        torch.save(model.state_dict(), tmp / "model.pt")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    for name, folder in (extra or {}).items():
-        os.replace(folder, tmp / name)
-    torch.save(rng_state(), tmp / "rng.pt")
-    record = {"step": step, **state, "files": _file_records(tmp)}
-    (tmp / "state.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    with writing(target, "the checkpoint"):
+        try:
+            tmp.mkdir(parents=True)
+            if model is not None and optimizer is not None:
+                torch.save(model.state_dict(), tmp / "model.pt")
+                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            for name, folder in (extra or {}).items():
+                os.replace(folder, tmp / name)
+            torch.save(rng_state(), tmp / "rng.pt")
+            record = {"step": step, **state, "files": _file_records(tmp)}
+            (tmp / "state.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     for old in sorted(directory.glob("step-*"))[:-keep]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from mixlab import cli
+from mixlab import cli, logs
 from mixlab.config import load_config
 from mixlab.errors import EXIT_OK, ConfigError
 from mixlab.logs import log
@@ -55,14 +57,36 @@ def _cmd_tokenizer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _training_arguments(args: argparse.Namespace) -> None:
+    """Read ``--resume key=value`` as an override, and refuse a ``--stop-at`` below 1 (ConfigError)."""
+    if args.resume and "=" in args.resume and not Path(args.resume).exists():
+        args.overrides, args.resume = [*args.overrides, args.resume], "latest"
+    if args.stop_at is not None and args.stop_at < 1:
+        raise ConfigError(f"--stop-at {args.stop_at}: must be a step of at least 1")
+
+
+@contextmanager
+def _interruptible(out: Path) -> Iterator[None]:
+    """An interrupt before the training loop (which says itself how to go on) says how to go on from ``out``."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        if str(e):
+            raise
+        from train.loop import continue_hint
+
+        raise KeyboardInterrupt(continue_hint(out)) from None
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from train.config import PretrainConfig
     from train.pretrain import Pretrainer
 
-    if args.resume and "=" in args.resume and not Path(args.resume).exists():  # `--resume key=value`: an override
-        args.overrides, args.resume = [*args.overrides, args.resume], "latest"
+    _training_arguments(args)
     cfg = load_config(PretrainConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
-    result = Pretrainer(cfg, resume=args.resume).run(stop_at=args.stop_at)
+    logs.configure_libraries()
+    with _interruptible(Path(cfg.out)):
+        result = Pretrainer(cfg, resume=args.resume).run(stop_at=args.stop_at)
     for d, m in sorted(result["eval"].items()):
         log.info(f"  {d:<14} held-out loss {m['loss']:.4f}  ppl {m['ppl']:.2f}")
     if result["steps"] == cfg.optim.max_steps:
@@ -73,13 +97,15 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_sft(args: argparse.Namespace) -> int:
+    from train.checkpoint import writing
     from train.config import SFTConfig
     from train.sft import SFTTrainer, merge
 
-    if args.resume and "=" in args.resume and not Path(args.resume).exists():
-        args.overrides, args.resume = [*args.overrides, args.resume], "latest"
+    _training_arguments(args)
     cfg = load_config(SFTConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
-    result = SFTTrainer(cfg, resume=args.resume).run(stop_at=args.stop_at)
+    logs.configure_libraries()
+    with _interruptible(Path(cfg.out)):
+        result = SFTTrainer(cfg, resume=args.resume).run(stop_at=args.stop_at)
     for name, m in sorted(result["eval"].items()):
         log.info(f"  {name:<14} loss {m['loss']:.4f}  ppl {m['ppl']:.2f}")
     if result["steps"] < cfg.optim.max_steps:
@@ -88,12 +114,14 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     final = Path(cfg.out) / "final"
     log.info(f"adapter: {final / 'adapter'}")
     if args.merge:
-        log.info(f"merged model: {merge(final / 'adapter', final / 'merged')}")
+        with writing(final / "merged", "the merged model"):
+            log.info(f"merged model: {merge(final / 'adapter', final / 'merged')}")
     return EXIT_OK
 
 
 def _check_generate_arguments(args: argparse.Namespace) -> None:
     """Refuse sampling settings and model paths that cannot work, before a model is loaded (ConfigError)."""
+    from train.model import check_model_directory
     from train.tokenizer import TOKENIZER_FILES
 
     if args.max_new_tokens < 1:
@@ -105,11 +133,7 @@ def _check_generate_arguments(args: argparse.Namespace) -> None:
     if not args.interactive and not args.prompt:
         raise ConfigError("give --prompt TEXT or --interactive")
     model = args.model
-    if not model.is_dir():
-        raise ConfigError(f"{model}: not a local model directory (models are never downloaded here)")
-    if not any((model / name).is_file() for name in ("config.json", "adapter_config.json")):
-        raise ConfigError(f"{model}: not a model (no config.json or adapter_config.json); give the final/ of "
-                          "`train pretrain`, or the final/adapter or final/merged of `train sft`")
+    check_model_directory(model)
     if not any((model / name).is_file() for name in TOKENIZER_FILES):
         raise ConfigError(f"{model}: holds no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
 
@@ -118,6 +142,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from train import generate
 
     _check_generate_arguments(args)
+    logs.configure_libraries()
     model, tok = generate.load(args.model)
     opts = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
             "seed": args.seed}
@@ -132,7 +157,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     commands = {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain, "sft": _cmd_sft, "generate": _cmd_generate}
-    return cli.run(_parser(), commands, argv, interrupted="`--resume` continues from the last checkpoint")
+    return cli.run(_parser(), commands, argv, interrupted="run the same command again")
 
 
 if __name__ == "__main__":

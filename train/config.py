@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mixlab.config import Strict
 
@@ -18,6 +19,16 @@ def _resolver(base: Path) -> Any:
         return str(q if q.is_absolute() else (base / q).resolve())
 
     return resolve
+
+
+def weights_problem(weights: dict[str, Any]) -> str | None:
+    """What is wrong with domain mixture ``weights`` (each a finite number >= 0, not all zero), or None."""
+    for domain, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            return f"weight of {domain!r} is {w!r}: weights must be finite numbers >= 0"
+    if weights and not any(weights.values()):
+        return "every weight is 0: at least one domain must have a positive weight"
+    return None
 
 
 class ModelConfig(Strict):
@@ -39,6 +50,13 @@ class DataConfig(Strict):
     heldout_fraction: float = Field(default=0.01, ge=0, lt=0.5, description="documents kept for evaluation")
     document_masking: bool = Field(default=False, description="attention and positions restart at each document")
     workers: int = Field(default=2, ge=1, description="tokenization processes")
+
+    @field_validator("weights")
+    @classmethod
+    def _valid_weights(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        if weights is not None and (problem := weights_problem(weights)):
+            raise ValueError(problem)
+        return weights
 
 
 class OptimConfig(Strict):

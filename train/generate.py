@@ -3,7 +3,6 @@ model was tuned with (`train/sft_data.py`)."""
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -12,7 +11,8 @@ from typing import Any
 import torch
 
 from mixlab.errors import ConfigError
-from train.sft import TIED_WARNINGS
+from train.model import check_model_directory, load_errors, load_failure
+from train.sft import PEFT_WARNINGS
 from train.sft_data import ChatFormat
 from train.tokenizer import load_tokenizer
 
@@ -21,21 +21,11 @@ def load(path: Path) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) of a saved model directory: a full model (``config.json``: the final/ of
     `train pretrain`, final/merged of `train sft`) or a peft adapter (``adapter_config.json``: final/adapter), whose
     base model is the local directory recorded in it. Raises ConfigError naming the path when it does not exist, is
-    not a directory, holds neither file, has no usable tokenizer or chat template, or cannot be loaded."""
-    from safetensors import SafetensorError
+    not a directory, is not a whole model (see :func:`train.model.check_model_directory`), has no usable tokenizer or
+    chat template, or cannot be loaded."""
     from transformers import AutoModelForCausalLM
 
-    hint = "give a saved model: the final/ of `train pretrain`, or final/adapter or final/merged of `train sft`"
-    if not path.exists():
-        raise ConfigError(f"model: {path} does not exist ({hint}; nothing is downloaded)")
-    if not path.is_dir():
-        raise ConfigError(f"model: {path} is a file, not a model directory ({hint})")
-    adapter = (path / "adapter_config.json").is_file()
-    if not adapter and not (path / "config.json").is_file():
-        what = "a curated corpus" if (path / "manifest.json").is_file() else \
-            "a tokenizer" if (path / "tokenizer_config.json").is_file() else "no model"
-        raise ConfigError(f"model: {path} holds {what}, not a model (no config.json or adapter_config.json); {hint}")
-    base = _adapter_base(path) if adapter else ""
+    adapter = check_model_directory(path)
     tokenizer = load_tokenizer(path, "model")
     ChatFormat(tokenizer)
     try:
@@ -43,28 +33,14 @@ def load(path: Path) -> tuple[Any, Any]:
             from peft import AutoPeftModelForCausalLM
 
             with warnings.catch_warnings():  # about adapters on tied embeddings: exact when not merged
-                warnings.filterwarnings("ignore", message=TIED_WARNINGS)
+                for message in PEFT_WARNINGS:
+                    warnings.filterwarnings("ignore", message=message)
                 model = AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
         else:
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    except (OSError, ValueError, KeyError, RuntimeError, EOFError, SafetensorError) as e:  # a damaged directory
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        source = f"{path} (base model {base})" if adapter else str(path)
-        raise ConfigError(f"model: {source}: cannot be loaded ({reason})") from None
+    except load_errors() as e:
+        raise load_failure("", path, e) from None
     return model.eval(), tokenizer
-
-
-def _adapter_base(path: Path) -> str:
-    """The base model directory an adapter names; ConfigError when it is unreadable or not a local directory."""
-    config = path / "adapter_config.json"
-    try:
-        base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
-        raise ConfigError(f"model: {config} is not a readable adapter config ({e})") from None
-    if not isinstance(base, str) or not Path(base).is_dir():
-        raise ConfigError(f"model: {config}: its base model {base!r} is not a local directory (models are never "
-                          "downloaded); restore it or train the adapter again")
-    return base
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mixlab.errors import ConfigError
+from mixlab.errors import ConfigError, RunError, storage_problem
 from mixlab.logs import bars_enabled, log
 from train import checkpoint
 
@@ -145,14 +146,48 @@ def differences(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[
             if norm[0].get(k, _UNSET) != norm[1].get(k, _UNSET)}
 
 
+RUN_FILES = ("plan.json", "config.json", "metrics.jsonl", "summary.json", "tb", "checkpoints", ".final.tmp")
+"""what a run writes into its output before its first checkpoint (and removes again if it stops before one)"""
+
+
+def check_output(out: Path, resume: str | None) -> bool:
+    """Refuse (ConfigError) to start a run in an output directory that holds anything, unless ``resume`` is given:
+    its files would be overwritten or appended to, and its checkpoints mixed with the new run's. True when ``out``
+    is absent or empty (a new run), False when resuming into a non-empty one."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {out} is a file, not a directory")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return True
+    if resume:
+        return False
+    steps = sorted(p.name for p in (out / "checkpoints").glob("step-*")) if (out / "checkpoints").is_dir() else []
+    held = f"a run with checkpoints up to {steps[-1]}" if steps else \
+        f"{', '.join(entries[:3])}{f' and {len(entries) - 3} more' if len(entries) > 3 else ''}"
+    raise ConfigError(f"out: {out} is not empty (it holds {held}): add --resume to continue the run there, or give "
+                      "another or an empty out")
+
+
+def continue_hint(out: Path) -> str:
+    """How to go on after a run into ``out`` stopped early: resume from its last checkpoint, or run again."""
+    steps = sorted(p for p in (out / "checkpoints").glob("step-*") if p.is_dir())
+    if steps:
+        return f"`--resume` continues from the last checkpoint ({steps[-1]})"
+    return "no checkpoint was written yet: run the same command again to start over"
+
+
 class Trainer:
     """The loop. Subclasses set ``self.model`` (then call :meth:`setup`) and implement the hooks below."""
 
     task = "train"
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, resume: str | None = None) -> None:
+        """Check the output directory (:func:`check_output`) before anything else, then set up processes and
+        seeds."""
         self.cfg = cfg
         self.out = Path(cfg.out)
+        self._created_out = not self.out.exists()
+        self._new_out = check_output(self.out, resume)
         self.dist = Distributed(cfg.distributed.backend)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -383,17 +418,93 @@ class Trainer:
 
     # -- run -----------------------------------------------------------------------------------------------------
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
-        """Train to ``optim.max_steps`` (or only to ``stop_at``, then checkpoint and return)."""
+        """Train to ``optim.max_steps`` (or only to ``stop_at``, then checkpoint and return).
+
+        ConfigError when ``stop_at`` is not past the current step. A run that fails (a full disk: RunError naming
+        the file) or is interrupted says how to go on (:func:`continue_hint`); one that stops before its first
+        checkpoint in a new output directory first removes what it wrote there, so the same command starts over."""
+        if stop_at is not None and stop_at <= self.step:
+            raise ConfigError(f"--stop-at {stop_at}: must be past the step the run starts at ({self.step})")
+        try:
+            result = self._run(stop_at)
+        except BaseException as e:
+            if self.dist.main:
+                self._discard_partial_run()
+            if isinstance(e, KeyboardInterrupt):
+                raise KeyboardInterrupt(continue_hint(self.out)) from None
+            if isinstance(e, OSError) and (problem := storage_problem(e)) is not None:
+                raise RunError(f"{problem}; {continue_hint(self.out)}") from e
+            if isinstance(e, RunError):
+                raise RunError(f"{e}; {continue_hint(self.out)}") from e
+            raise
+        self.dist.close()
+        return result
+
+    def _discard_partial_run(self) -> None:
+        """After a run into a new output directory stopped before its first checkpoint: remove what it wrote."""
+        checkpoints = self.out / "checkpoints"
+        if not self._new_out or (checkpoints.is_dir() and any(p.is_dir() for p in checkpoints.glob("step-*"))):
+            return
+        try:
+            for name in RUN_FILES:
+                path = self.out / name
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            if self._created_out:
+                self.out.rmdir()
+        except OSError:  # a read-only or vanished directory: the error being raised says more
+            pass
+
+    def _write_json(self, name: str, value: Any) -> None:
+        path = self.out / name
+        with checkpoint.writing(path, name):
+            path.write_text(json.dumps(value, indent=2) + "\n")
+
+    def _save_final_model(self, weights: dict[str, torch.Tensor] | None) -> None:
+        """:meth:`save_final` into a temporary directory, renamed to ``final/`` once complete."""
+        final, tmp = self.out / "final", self.out / ".final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with checkpoint.writing(final, "the final model"):
+            try:
+                self.save_final(tmp, weights)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+
+    def _trim_metrics(self, path: Path) -> None:
+        """Keep the records of the steps up to the resumed checkpoint's: the later ones (written after it by a run
+        that then stopped) are trained again and logged anew."""
+        kept = []
+        for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    kept.append(line + "\n")
+            except (ValueError, TypeError, KeyError):  # a line cut by a killed run
+                continue
+        tmp = path.with_name(path.name + ".tmp")
+        with checkpoint.writing(path, "the metrics"):
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, path)
+
+    def _run(self, stop_at: int | None) -> dict[str, Any]:
         cfg, main = self.cfg, self.dist.main
         end = min(cfg.optim.max_steps, stop_at) if stop_at is not None else cfg.optim.max_steps
-        self.out.mkdir(parents=True, exist_ok=True)
+        with checkpoint.writing(self.out, "the output directory"):
+            self.out.mkdir(parents=True, exist_ok=True)
         plan = self.plan()
         if main:
             self.print_plan(plan)
-            (self.out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
-            (self.out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+            self._write_json("plan.json", plan)
+            self._write_json("config.json", cfg.model_dump(mode="json"))
         writer = _tensorboard(self.out / "tb") if main and cfg.log.tensorboard else None
-        metrics = open(self.out / "metrics.jsonl", "a", encoding="utf-8") if main else None
+        metrics_path = self.out / "metrics.jsonl"
+        if main and self.step and metrics_path.is_file():
+            self._trim_metrics(metrics_path)
+        metrics = open(metrics_path, "a", encoding="utf-8") if main else None
         bar = tqdm(total=cfg.optim.max_steps, initial=self.step, desc=self.task, unit="step",
                    disable=not (main and bars_enabled()), dynamic_ncols=True)
         last, last_step = time.time(), self.step
@@ -405,13 +516,16 @@ class Trainer:
             for record in pending:
                 record.update({k: float(v) for k, v in record.items() if isinstance(v, torch.Tensor)})
                 if metrics is not None:
-                    metrics.write(json.dumps(record) + "\n")
+                    with checkpoint.writing(metrics_path, "the metrics"):
+                        metrics.write(json.dumps(record) + "\n")
                     if writer is not None:
                         _log_tb(writer, record)
             if metrics is not None:
-                metrics.flush()
+                with checkpoint.writing(metrics_path, "the metrics"):
+                    metrics.flush()
             pending.clear()
 
+        failed = True
         try:
             while self.step < end:
                 record: dict[str, Any] = {"step": self.step + 1, **self.train_step()}
@@ -434,20 +548,22 @@ class Trainer:
                         bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
                 if saved:
                     self.save_checkpoint()
+            failed = False
         finally:
-            flush()
             bar.close()
-            if metrics is not None:
-                metrics.close()
-            if writer is not None:
-                writer.close()
+            for finish in (flush, getattr(metrics, "close", None), getattr(writer, "close", None)):
+                try:
+                    if finish is not None:
+                        finish()
+                except (OSError, RunError):  # a full disk: reported by the write that failed first
+                    if not failed:
+                        raise
         if self.step == cfg.optim.max_steps:
             weights = self.full_state_dict()
             if main:
-                self.save_final(self.out / "final", weights)
-                summary = {"steps": self.step, "eval": last_eval, "resumes": self.resumes, **self.state()}
-                (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        self.dist.close()
+                self._save_final_model(weights)
+                self._write_json("summary.json", {"steps": self.step, "eval": last_eval, "resumes": self.resumes,
+                                                   **self.state()})
         return {"plan": plan, "eval": last_eval, "steps": self.step, **self.state()}
 
     def tokens_per_step(self) -> int:

@@ -55,11 +55,14 @@ class Pretrainer(Trainer):
     def __init__(self, cfg: PretrainConfig, resume: str | None = None) -> None:
         from train.tokenizer import load_tokenizer
 
+        super().__init__(cfg, resume)
         self.tokenizer = load_tokenizer(cfg.tokenizer, "tokenizer")
-        super().__init__(cfg)
         self.eos = self.tokenizer.eos_token_id
         self._inputs: dict[str, Any] | None = None
         resumed = self.open_checkpoint(resume)
+        special = {"bos": self.tokenizer.bos_token_id, "eos": self.eos, "pad": self.tokenizer.pad_token_id}
+        # built before the token cache, so that a wrong model.path or model.config is refused before tokenizing
+        self.model = build(cfg.model, len(self.tokenizer), cfg.data.seq_len, special)
         if self.dist.main:  # rank 0 builds the token cache; the others then only read it
             self.data = data_mod.prepare(Path(cfg.corpus), Path(cfg.tokenizer), cfg.data, cfg.seed)
         self.dist.barrier()
@@ -69,8 +72,6 @@ class Pretrainer(Trainer):
         self.sampler = data_mod.sampler(self.data, cfg.data, self.data_plan[0] * self.global_batch, cfg.seed)
         for end, new_end in zip(self.data_plan, self.data_plan[1:]):
             self.sampler.extend((new_end - end) * self.global_batch)
-        special = {"bos": self.tokenizer.bos_token_id, "eos": self.eos, "pad": self.tokenizer.pad_token_id}
-        self.model = build(cfg.model, len(self.tokenizer), cfg.data.seq_len, special)
         self.tokens_by_domain: dict[str, int] = {d: 0 for d in self.data.weights}
         self.setup(resume)
         self._eval = {d: data_mod.eval_sequences(s, cfg.data.seq_len, cfg.eval.tokens_per_domain)

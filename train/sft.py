@@ -23,6 +23,7 @@ from mixlab.logs import log
 from train import sft_data
 from train.config import SFTConfig
 from train.loop import IGNORE, Batch, Trainer
+from train.model import from_pretrained
 from train.pretrain import segment_inputs
 from train.tokenizer import load_tokenizer
 
@@ -30,6 +31,9 @@ LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 PROMPT_METHODS = {"prompt_tuning", "prefix_tuning", "p_tuning"}
 TIED_WARNINGS = r"(?s).*(tie_word_embeddings=True|no longer tied)"
 """peft's warnings about an adapter on input/output embeddings that the base model ties"""
+PEFT_WARNINGS = (TIED_WARNINGS, r"`is_gradient_checkpointing` is deprecated")
+"""warnings peft raises when it wraps a model, for what mixlab handles itself (tied embeddings) or for its own use of
+an API transformers deprecated (``PeftModel.__init__`` reads ``model.is_gradient_checkpointing``)"""
 
 
 def peft_config(cfg: SFTConfig, model: Any) -> Any:
@@ -60,7 +64,23 @@ def peft_config(cfg: SFTConfig, model: Any) -> Any:
                                     encoder_hidden_size=model.config.hidden_size, task_type=task)
 
 
+def check_target_modules(cfg: SFTConfig, model: Any) -> None:
+    """ConfigError naming ``peft.target_modules`` when one of them names no module of ``model`` (peft's rule: the
+    module's name, or its last dotted parts), listing the model's linear layers to choose from."""
+    targets = cfg.peft.target_modules
+    if not targets or cfg.peft.method in PROMPT_METHODS:
+        return
+    names = [n for n, _ in model.named_modules() if n]
+    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unknown:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"peft.target_modules: {', '.join(unknown)} {'names' if len(unknown) == 1 else 'name'} no "
+                          f"module of the base model; its linear layers are {', '.join(linear)}")
+
+
 def load_base(path: str, qlora: bool) -> Any:
+    """The base model to tune, in float32 (or 4-bit with ``qlora``), checked before it is loaded. Raises ConfigError
+    naming ``base`` for a directory that is not a whole model, and ``peft.qlora`` when 4-bit cannot run here."""
     from transformers import AutoModelForCausalLM
 
     if qlora:
@@ -72,8 +92,8 @@ def load_base(path: str, qlora: bool) -> Any:
         except ImportError:
             raise ConfigError("peft.qlora: install bitsandbytes (pip install bitsandbytes) to use 4-bit QLoRA") from None
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-        return AutoModelForCausalLM.from_pretrained(path, quantization_config=quant)
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        return from_pretrained(path, "base", quantization_config=quant)
+    return from_pretrained(path, "base", dtype=torch.float32)
 
 
 class SFTTrainer(Trainer):
@@ -81,8 +101,9 @@ class SFTTrainer(Trainer):
 
     def __init__(self, cfg: SFTConfig, resume: str | None = None) -> None:
         from peft import get_peft_model
+        from peft.utils.error import PeftError
 
-        super().__init__(cfg)
+        super().__init__(cfg, resume)
         for what, path in (("base", cfg.base), ("tokenizer", cfg.tokenizer)):
             if path is not None and not Path(path).is_dir():
                 raise ConfigError(f"{what}: {path} is not a local directory. Models are never downloaded (this runs "
@@ -108,9 +129,14 @@ class SFTTrainer(Trainer):
         if d.packing and not self.packing:
             log.info(f"packing is off: {cfg.peft.method} prepends virtual tokens to every sample")
         base = load_base(cfg.base, cfg.peft.qlora)
+        check_target_modules(cfg, base)
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=TIED_WARNINGS)
-            self.model = get_peft_model(base, peft_config(cfg, base))
+            for message in PEFT_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            try:
+                self.model = get_peft_model(base, peft_config(cfg, base))
+            except PeftError as e:
+                raise ConfigError(f"peft: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
         if tied_adapted_output(self.model) is not None:
             log.info("peft.target_modules: the adapter changes an embedding that the base model ties to the other "
                      "(tie_word_embeddings); base + adapter is exact, and --merge unties them in the merged model")
@@ -268,7 +294,8 @@ def merge(adapter: Path, out: Path) -> Path:
     from transformers import AutoTokenizer
 
     with warnings.catch_warnings():  # peft's warnings about adapters on tied embeddings: handled here
-        warnings.filterwarnings("ignore", message=TIED_WARNINGS)
+        for message in PEFT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
         model = AutoPeftModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32)
         if not hasattr(model, "merge_and_unload"):
             raise ConfigError(f"{adapter}: this adapter type cannot be merged into the base weights")

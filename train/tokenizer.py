@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 from mixlab.errors import ConfigError, RunError
 from mixlab.logs import log
+from train.config import weights_problem
 from train.corpus import Corpus
 
 SPECIAL = {"unk": 0, "bos": 1, "eos": 2, "pad": 3}
@@ -35,6 +36,9 @@ MAX_SENTENCE_BYTES = 16_384
 """SentencePiece's ``max_sentence_length``: it silently skips longer input lines, so none is written."""
 MAX_SAMPLE_LINES = 5_000_000
 """SentencePiece's ``input_sentence_size``: it loads at most this many lines, so no more are written."""
+MARKER = "mixlab_tokenizer.json"
+"""written into every --out of `train tokenizer`: a directory holding it may be replaced by another run"""
+STAGING_PREFIX = ".tok-"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "vocab.txt")
 ROUND_TRIP_PROBES = (" one leading space", "   leading run", "trailing  ", "a\tb\r\nc\n", "你好 🙂", "")
 _WHITESPACE = b" \t\r\x0b\x0c"
@@ -69,16 +73,19 @@ def chunks(line: str, limit: int = MAX_SENTENCE_BYTES) -> Iterator[str]:
 def sample_corpus(corpus: Corpus, weights: dict[str, float], total_chars: int, path: Path,
                   max_lines: int = MAX_SAMPLE_LINES) -> dict[str, int]:
     """Write up to ``total_chars`` characters of documents to ``path``, one paragraph (or piece of a paragraph longer
-    than :data:`MAX_SENTENCE_BYTES`) per line, each domain contributing its weight's share of the characters and of
-    ``max_lines``; returns the characters written per domain (newlines not counted)."""
+    than :data:`MAX_SENTENCE_BYTES`) per line, each domain contributing its share of the weights (normalized over the
+    corpus's domains) of the characters and of ``max_lines``; returns the characters written per domain (newlines not
+    counted), which add up to at most ``total_chars``."""
+    total_weight = sum(weights.get(d, 0.0) for d in corpus.domains)
     written: dict[str, int] = {}
     split = 0
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for domain in corpus.domains:
-            budget = int(total_chars * weights.get(domain, 0.0))
+            share = weights.get(domain, 0.0) / total_weight if total_weight > 0 else 0.0
+            budget = int(total_chars * share)
             if budget <= 0:
                 continue
-            line_budget = max(1, int(max_lines * weights[domain]))
+            line_budget = max(1, int(max_lines * share))
             stride = max(1, math.floor(corpus.text_bytes(domain) / max(budget, 1)))
             n = lines = 0
             for phase in range(stride):  # every stride-th document, then the ones after them, until the budget
@@ -91,6 +98,7 @@ def sample_corpus(corpus: Corpus, weights: dict[str, float], total_chars: int, p
                                     pieces = list(chunks(paragraph))
                                     split += len(pieces) > 1
                                     for piece in pieces:
+                                        piece = piece[:budget - n]
                                         if piece.strip() and lines < line_budget:
                                             f.write(piece + "\n")
                                             n += len(piece)
@@ -105,14 +113,25 @@ def sample_corpus(corpus: Corpus, weights: dict[str, float], total_chars: int, p
     return written
 
 
-def _check_arguments(out: Path, vocab_size: int, sample_chars: int) -> None:
+def _check_arguments(out: Path, vocab_size: int, sample_chars: int, seed: int) -> None:
     if vocab_size < MIN_VOCAB_SIZE:
         raise ConfigError(f"--vocab-size {vocab_size}: must be at least {MIN_VOCAB_SIZE} ({len(SPECIAL)} special "
                           f"tokens, {BYTE_PIECES} byte pieces and the characters of the text)")
     if sample_chars <= 0:
         raise ConfigError(f"--sample-chars {sample_chars}: must be positive")
+    if seed < 0:
+        raise ConfigError(f"--seed {seed}: must be 0 or positive")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; give a directory (it is created if missing)")
+    if out.is_dir() and not (out / MARKER).is_file():
+        try:
+            others = sorted(p.name for p in out.iterdir() if not p.name.startswith(STAGING_PREFIX))
+        except OSError as e:
+            raise ConfigError(f"--out {out}: cannot list the directory ({e.strerror or e})") from None
+        if others:
+            raise ConfigError(f"--out {out}: not empty and not a tokenizer written by `train tokenizer` (no {MARKER}; "
+                              f"holds {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); nothing there is "
+                              "replaced: give a new or empty directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -146,18 +165,22 @@ def train_tokenizer(corpus_dir: Path, out: Path, vocab_size: int = 32_000, sampl
     """Train a SentencePiece BPE tokenizer on a sample of the corpus at ``corpus_dir`` and save it in ``out``
     (``tokenizer.model``, the transformers files, ``mixlab_tokenizer.json``); returns the metadata written there.
 
-    Raises ConfigError for arguments that cannot work (too small a vocabulary, ``out`` a file, too little text)
-    before anything is written, and RunError when SentencePiece fails for another reason."""
+    Raises ConfigError for arguments that cannot work (too small a vocabulary, a negative seed, ``out`` a file or a
+    non-empty directory without ``mixlab_tokenizer.json``, weights that are negative, not finite or all zero, too
+    little text) before anything is written; RunError when a shard is damaged or SentencePiece fails for another
+    reason."""
     import sentencepiece as spm
     from transformers import AutoTokenizer, LlamaTokenizer
 
     corpus = Corpus(corpus_dir)
     w = weights or corpus.mixture or {d: 1.0 / len(corpus.domains) for d in corpus.domains}
+    if problem := weights_problem(w):
+        raise ConfigError(f"weights: {problem}")
     unknown = sorted(set(w) - set(corpus.domains))
     if unknown:
         raise ConfigError(f"weights name domains the corpus does not have: {', '.join(unknown)}")
-    _check_arguments(out, vocab_size, sample_chars)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".tok-") as tmp:
+    _check_arguments(out, vocab_size, sample_chars, seed)
+    with tempfile.TemporaryDirectory(dir=out, prefix=STAGING_PREFIX) as tmp:
         text = Path(tmp) / "sample.txt"
         per_domain = sample_corpus(corpus, w, sample_chars, text)
         if sum(per_domain.values()) < 10_000:
@@ -188,14 +211,15 @@ def train_tokenizer(corpus_dir: Path, out: Path, vocab_size: int = 32_000, sampl
         tok.save_pretrained(str(staged))
         loaded = AutoTokenizer.from_pretrained(str(staged))
         _check_round_trip(loaded, sp, probes)
-        for p in sorted(staged.iterdir()):
+        info = {"corpus": str(corpus_dir), "corpus_sha256": corpus.manifest["corpus_sha256"],
+                "vocab_size": len(loaded), "requested_vocab_size": vocab_size, "sample_chars": per_domain,
+                "weights": w,
+                "model": "sentencepiece bpe, byte_fallback, identity normalization, no dummy prefix, split digits",
+                "special_tokens": {k: loaded.convert_ids_to_tokens(v) for k, v in SPECIAL.items()},
+                "hash": tokenizer_hash(staged)}
+        (staged / MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        for p in sorted(staged.iterdir(), key=lambda p: p.name != MARKER):  # the marker first: a killed move reruns
             os.replace(p, out / p.name)
-    info = {"corpus": str(corpus_dir), "corpus_sha256": corpus.manifest["corpus_sha256"], "vocab_size": len(loaded),
-            "requested_vocab_size": vocab_size, "sample_chars": per_domain, "weights": w,
-            "model": "sentencepiece bpe, byte_fallback, identity normalization, no dummy prefix, split digits",
-            "special_tokens": {k: loaded.convert_ids_to_tokens(v) for k, v in SPECIAL.items()},
-            "hash": tokenizer_hash(out)}
-    (out / "mixlab_tokenizer.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
 
 

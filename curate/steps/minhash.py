@@ -29,20 +29,89 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from curate import lsh, lsh_kernels
+from curate import integrity, lsh, lsh_kernels
 from curate.arrow_io import AtomicIPCWriter, read_ipc
+from curate.layout import write_json_atomic
 from curate.steps.base import Decisions, GlobalStep, SideStore, StepContext, StepParams
+from mixlab.errors import MixlabError, RunError
+from mixlab.logs import log
 
 INDEX_DIR = Path("index") / "minhash"
+INDEX_FILES = ("params.json", "bands.arrow", "docs.arrow")
+"""what ``INDEX_DIR`` holds, each recorded with its sha256 in the corpus's manifest"""
 INDEX_FORMAT = 1
 VERIFY_BATCH = 4_000_000
 """shingles gathered per side per verification batch (32 MB of uint64 keys)"""
 INDEX_BANDS_SCHEMA = pa.schema([("band_key", pa.uint64()), ("band", pa.uint16()), ("row", pa.int64())])
 
 
-def index_dir(base: Path, corpus: str) -> Path:
+def corpus_dir(base: Path, corpus: str) -> Path:
+    """The output directory ``corpus`` of ``against``, relative to the recipe's directory ``base``."""
     p = Path(corpus).expanduser()
-    return (p if p.is_absolute() else base / p) / INDEX_DIR
+    return p if p.is_absolute() else base / p
+
+
+def index_dir(base: Path, corpus: str) -> Path:
+    return corpus_dir(base, corpus) / INDEX_DIR
+
+
+def check_reference_index(root: Path, want: dict[str, Any], side_schema: pa.Schema) -> None:
+    """Check the MinHash index of the corpus at ``root`` before ``against:`` reads it: the corpus is complete, its
+    index files match the sha256 its manifest records, were built with the params ``want`` and hold what they
+    should. Raises ValueError, one line naming the file and what is wrong."""
+    d, manifest = root / INDEX_DIR, root / "manifest.json"
+    rebuild = f"rebuild that corpus with `curate run RECIPE --fresh` (output {root})"
+    if not (d / "params.json").exists():
+        raise ValueError(f"{root} has no MinHash index ({d} is missing; build that corpus with minhash_dedup first)")
+    if not manifest.exists():
+        raise ValueError(f"{root} is not a complete corpus ({manifest} is missing), so its MinHash index may be "
+                         "unfinished; run `curate run` on its recipe to finish it")
+    try:
+        m = integrity.read_manifest(manifest)
+    except MixlabError as e:
+        raise ValueError(str(e)) from None
+    if "files" in m:
+        problems = integrity.verify_files(root, m, [(INDEX_DIR / n).as_posix() for n in INDEX_FILES])
+        if problems:
+            raise ValueError(f"the MinHash index of {root} is damaged: {root}/{problems[0]}"
+                             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") + f"; {rebuild}")
+    else:
+        log.warning(f"{manifest} records no checksums of its MinHash index (written by an earlier mixlab); only "
+                    f"its structure is checked. {rebuild[0].upper()}{rebuild[1:]} to record them")
+    have = _read_params(d / "params.json", rebuild)
+    diff = [k for k in want if have.get(k) != want[k]]
+    if diff:
+        raise ValueError(f"the index of {root} was built with other params ("
+                         + ", ".join(f"{k} {have.get(k)} vs {want[k]}" for k in diff) + ")")
+    docs = _index_rows(d / "docs.arrow", side_schema, rebuild)
+    _index_rows(d / "bands.arrow", INDEX_BANDS_SCHEMA, rebuild)
+    if docs != have.get("documents"):
+        raise ValueError(f"{d / 'docs.arrow'}: damaged index file: it holds {docs:,} documents where params.json "
+                         f"says {have.get('documents')}; {rebuild}")
+
+
+def _read_params(path: Path, rebuild: str) -> dict[str, Any]:
+    try:
+        have = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(have, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: damaged ({str(e).splitlines()[0][:100] if str(e) else type(e).__name__}); "
+                         f"{rebuild}") from None
+    return have
+
+
+def _index_rows(path: Path, schema: pa.Schema, rebuild: str) -> int:
+    """Rows of the index file ``path``, after checking that it is an Arrow IPC file of ``schema``."""
+    try:
+        with pa.memory_map(str(path), "r") as source:
+            reader = pa.ipc.open_file(source)
+            if not reader.schema.equals(schema):
+                raise ValueError(f"columns {reader.schema.names}, not {schema.names}")
+            return reader.count_rows()
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise ValueError(f"{path}: damaged index file ({str(e).splitlines()[0][:100] if str(e) else type(e).__name__}"
+                         f"); {rebuild}") from None
 
 
 class MinhashParams(StepParams):
@@ -104,7 +173,7 @@ class MinhashDedup(GlobalStep):
     def _references(self) -> list[tuple[pa.Table, pa.Table]]:
         """(docs, bands) of every corpus in ``against``, memory-mapped."""
         if self._refs is None:
-            self._refs = [(read_ipc(d / "docs.arrow"), read_ipc(d / "bands.arrow"))
+            self._refs = [(_read_index(d / "docs.arrow"), _read_index(d / "bands.arrow"))
                           for d in (index_dir(self.ctx.base, a) for a in self.params.against)]
         return self._refs
 
@@ -118,15 +187,10 @@ class MinhashDedup(GlobalStep):
         if p.against:
             want = cls(p, ctx).index_params()
             for i, a in enumerate(p.against):
-                d = index_dir(ctx.base, a)
-                if not (d / "params.json").exists():
-                    raise ValueError(f"against[{i}]: {a!r} has no MinHash index ({d} is missing; build that corpus "
-                                     "with minhash_dedup first)")
-                have = json.loads((d / "params.json").read_text())
-                diff = [k for k in want if have.get(k) != want[k]]
-                if diff:
-                    raise ValueError(f"against[{i}]: the index of {a!r} was built with other params ("
-                                     + ", ".join(f"{k} {have.get(k)} vs {want[k]}" for k in diff) + ")")
+                try:
+                    check_reference_index(corpus_dir(ctx.base, a), want, cls.side_schema)
+                except ValueError as e:
+                    raise ValueError(f"against[{i}]: {e}") from None
         if p.keep == "best_quality":
             if p.quality_column not in schema.names:
                 raise ValueError(f"keep: best_quality needs the column {p.quality_column!r} from an earlier step "
@@ -282,13 +346,23 @@ class MinhashDedup(GlobalStep):
             row += kept_t.num_rows
         docs_w.close()
         bands_w.close()
-        (d / "params.json").write_text(json.dumps({**self.index_params(), "documents": row}, indent=2) + "\n")
+        write_json_atomic(d / "params.json", {**self.index_params(), "documents": row})
 
     def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:
         cols = decisions.lookup(batch, {**self.columns, "reason": pa.string()})
         batch = batch.append_column("dup_cluster", cols["dup_cluster"])
         batch = batch.append_column("dup_count", pc.fill_null(cols["dup_count"], 1))
         return batch, cols["reason"]
+
+
+def _read_index(path: Path) -> pa.Table:
+    """An index file of an ``against`` corpus (checked by :func:`check_reference_index` when the run started);
+    RunError naming it if it became unreadable since."""
+    try:
+        return read_ipc(path)
+    except (OSError, pa.ArrowException) as e:
+        raise RunError(f"{path}: damaged MinHash index ({str(e).splitlines()[0][:100]}); rebuild that corpus with "
+                       "`curate run RECIPE --fresh`") from None
 
 
 class _ShingleSets:
