@@ -43,7 +43,8 @@ def configure_libraries(import_them: bool = True) -> None:
     if "transformers.utils.logging" in sys.modules:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity(level)
+        if _quiet or not os.environ.get("TRANSFORMERS_VERBOSITY"):
+            hf_logging.set_verbosity(level)
         if not bars:
             hf_logging.disable_progress_bar()
         elif not os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS"):

@@ -45,7 +45,8 @@ class ModelConfig(Strict):
 
 class DataConfig(Strict):
     seq_len: int = Field(default=512, ge=8)
-    weights: dict[str, float] | None = Field(default=None, description="domain weights; default: mixture.json")
+    weights: dict[str, float] | None = Field(
+        default=None, description="domain weights (finite, >= 0, not all zero); default: mixture.json")
     max_repetition: float = Field(default=4.0, gt=0, description="epochs a domain may be repeated")
     heldout_fraction: float = Field(default=0.01, ge=0, lt=0.5, description="documents kept for evaluation")
     document_masking: bool = Field(default=False, description="attention and positions restart at each document")

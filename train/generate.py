@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from mixlab.errors import ConfigError
 from train.model import check_model_directory, load_errors, load_failure
 from train.sft import PEFT_WARNINGS
 from train.sft_data import ChatFormat

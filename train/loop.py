@@ -457,9 +457,9 @@ class Trainer:
         except OSError:  # a read-only or vanished directory: the error being raised says more
             pass
 
-    def _write_json(self, name: str, value: Any) -> None:
+    def _write_json(self, name: str, value: Any, what: str) -> None:
         path = self.out / name
-        with checkpoint.writing(path, name):
+        with checkpoint.writing(path, what):
             path.write_text(json.dumps(value, indent=2) + "\n")
 
     def _save_final_model(self, weights: dict[str, torch.Tensor] | None) -> None:
@@ -475,21 +475,6 @@ class Trainer:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
 
-    def _trim_metrics(self, path: Path) -> None:
-        """Keep the records of the steps up to the resumed checkpoint's: the later ones (written after it by a run
-        that then stopped) are trained again and logged anew."""
-        kept = []
-        for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
-            try:
-                if json.loads(line)["step"] <= self.step:
-                    kept.append(line + "\n")
-            except (ValueError, TypeError, KeyError):  # a line cut by a killed run
-                continue
-        tmp = path.with_name(path.name + ".tmp")
-        with checkpoint.writing(path, "the metrics"):
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, path)
-
     def _run(self, stop_at: int | None) -> dict[str, Any]:
         cfg, main = self.cfg, self.dist.main
         end = min(cfg.optim.max_steps, stop_at) if stop_at is not None else cfg.optim.max_steps
@@ -498,12 +483,10 @@ class Trainer:
         plan = self.plan()
         if main:
             self.print_plan(plan)
-            self._write_json("plan.json", plan)
-            self._write_json("config.json", cfg.model_dump(mode="json"))
+            self._write_json("plan.json", plan, "the plan")
+            self._write_json("config.json", cfg.model_dump(mode="json"), "the config")
         writer = _tensorboard(self.out / "tb") if main and cfg.log.tensorboard else None
         metrics_path = self.out / "metrics.jsonl"
-        if main and self.step and metrics_path.is_file():
-            self._trim_metrics(metrics_path)
         metrics = open(metrics_path, "a", encoding="utf-8") if main else None
         bar = tqdm(total=cfg.optim.max_steps, initial=self.step, desc=self.task, unit="step",
                    disable=not (main and bars_enabled()), dynamic_ncols=True)
@@ -562,8 +545,8 @@ class Trainer:
             weights = self.full_state_dict()
             if main:
                 self._save_final_model(weights)
-                self._write_json("summary.json", {"steps": self.step, "eval": last_eval, "resumes": self.resumes,
-                                                   **self.state()})
+                summary = {"steps": self.step, "eval": last_eval, "resumes": self.resumes, **self.state()}
+                self._write_json("summary.json", summary, "the summary")
         return {"plan": plan, "eval": last_eval, "steps": self.step, **self.state()}
 
     def tokens_per_step(self) -> int:

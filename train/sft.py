@@ -81,8 +81,6 @@ def check_target_modules(cfg: SFTConfig, model: Any) -> None:
 def load_base(path: str, qlora: bool) -> Any:
     """The base model to tune, in float32 (or 4-bit with ``qlora``), checked before it is loaded. Raises ConfigError
     naming ``base`` for a directory that is not a whole model, and ``peft.qlora`` when 4-bit cannot run here."""
-    from transformers import AutoModelForCausalLM
-
     if qlora:
         if not torch.cuda.is_available():
             raise ConfigError("peft.qlora: 4-bit QLoRA needs a CUDA GPU and bitsandbytes; this machine has no GPU")
