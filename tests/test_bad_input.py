@@ -292,13 +292,12 @@ def test_parquet_null_text_is_a_row_level_error(tmp_path, capsys):
     assert run.ids == ["in.parquet:0", "in.parquet:2"]
 
 
-def test_glob_matching_a_directory_is_unreadable_and_the_run_goes_on(tmp_path, capsys):
-    (tmp_path / "bad.jsonl").mkdir()
+def test_a_glob_reads_the_files_it_matches_not_directories(tmp_path, capsys):
+    (tmp_path / "folder.jsonl").mkdir()
     run = curate(tmp_path, capsys, recipe(source("*.jsonl")), **{"good.jsonl": jsonl({"text": "kept"})})
 
     assert run.code == 0
-    assert kinds(run) == [("bad.jsonl", "file", "unreadable")]
-    assert "IsADirectoryError" in run.errors[0]["error"]
+    assert kinds(run) == []
     assert run.ids == ["good.jsonl:1"]
 
 
@@ -317,7 +316,6 @@ def test_on_error_fail_stops_the_run_with_one_line_naming_the_file(tmp_path, cap
 
 
 def test_accounting_balances_on_a_mix_of_everything(tmp_path, capsys):
-    (tmp_path / "dir.jsonl").mkdir()
     lines = jsonl(
         {"text": long_text()}, b'{"text": broken', b'{"text": "\xff"}', {"body": "x"}, {"text": 3},
         {"text": "  "}, {"text": "y" * 2000},  # too_large under max_doc_bytes: 1000
@@ -345,7 +343,6 @@ def test_accounting_balances_on_a_mix_of_everything(tmp_path, capsys):
     assert acc["kept"] == len(run.docs) == sum(d["docs"] for d in run.manifest["domains"].values())
     assert run.manifest["errors"]["by_kind"] == {
         "bad_json": 1, "bad_utf8": 1, "missing_field": 3, "bad_type": 1, "empty_text": 1, "corrupt_file": 1,
-        "unreadable": 1,
     }
 
 

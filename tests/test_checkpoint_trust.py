@@ -133,7 +133,7 @@ def test_resume_latest_falls_back_to_the_previous_checkpoint_when_the_newest_is_
     assert "step-0000004/" in err and "falling back to the previous checkpoint" in err
     assert "resuming from step-0000002 (step 2), the newest intact checkpoint" in err
     steps = [m["step"] for m in _metrics(tmp_path / "r" / "run")]
-    assert steps == [1, 2, 3, 4, 3, 4, 5, 6]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the records of steps 3-4 before the fallback are not kept twice
 
 
 def test_resume_when_every_checkpoint_is_damaged_fails_with_one_line(tmp_path: Path, stopped_run: Path,

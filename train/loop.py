@@ -487,6 +487,9 @@ class Trainer:
             self._write_json("config.json", cfg.model_dump(mode="json"), "the config")
         writer = _tensorboard(self.out / "tb") if main and cfg.log.tensorboard else None
         metrics_path = self.out / "metrics.jsonl"
+        if main:
+            with checkpoint.writing(metrics_path, "the metrics"):
+                _trim_metrics(metrics_path, self.step)
         metrics = open(metrics_path, "a", encoding="utf-8") if main else None
         bar = tqdm(total=cfg.optim.max_steps, initial=self.step, desc=self.task, unit="step",
                    disable=not (main and bars_enabled()), dynamic_ncols=True)
@@ -552,6 +555,31 @@ class Trainer:
     def tokens_per_step(self) -> int:
         """Tokens processed per optimizer step (for tokens/s)."""
         return self.global_batch * int(self.cfg.data.seq_len)
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Keep only the records of steps up to ``step`` (the step a run resumes from) in ``path``: the steps a crashed
+    run logged after its last checkpoint are trained again, and would otherwise appear twice. A partly written last
+    line (a kill during a write) is dropped too."""
+    if not path.exists():
+        return
+    kept, dropped = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+                keep = line.endswith("\n") and int(record["step"]) <= step
+            except (ValueError, KeyError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line)
+            else:
+                dropped += 1
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+        log.info(f"{path}: dropped {dropped} record(s) after step {step}, the step this run resumes from")
 
 
 def _tensorboard(path: Path) -> Any:
