@@ -183,3 +183,37 @@ def sft_config(tmp_path: Path, base: Path, files: list[dict[str, Any]], **sectio
     path = tmp_path / "sft.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
+
+
+# -- small curate runs through the command line (the safety tests) ----------------------------------------------
+SMALL_DOC = "a document with enough words in it to pass every filter of the test"
+
+
+def write_inputs(where: Path, name: str = "a.jsonl", n: int = 5) -> Path:
+    """``n`` small JSONL documents in ``where/name``."""
+    import json
+
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / name
+    path.write_text("".join(json.dumps({"text": f"{SMALL_DOC} number {i}"}) + "\n" for i in range(n)),
+                    encoding="utf-8")
+    return path
+
+
+def small_recipe(tmp_path: Path, *sources: dict[str, Any], out: str = "out", name: str = "r.yaml") -> Path:
+    """A one-step (normalize), one-worker recipe over ``sources`` (domain web unless given) into ``out``."""
+    recipe = {"name": "t", "sources": [{"domain": "web", **s} for s in sources], "steps": ["normalize"],
+              "output": {"dir": out}, "executor": {"workers": 1}}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_curate(capsys: Any, *args: Any, quiet: bool = True) -> tuple[int, str]:
+    """``curate ARGS`` in this process: its exit code and stderr, which must hold no traceback."""
+    from curate.cli import main
+
+    code = main([*(["--quiet"] if quiet else []), *map(str, args)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return code, err

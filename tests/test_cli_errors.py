@@ -18,6 +18,7 @@ from curate.cli import _parser as curate_parser
 from curate.cli import main
 from mixlab import cli
 from mixlab.errors import storage_problem
+from tests.conftest import run_curate
 from train.cli import _parser as train_parser
 
 CPUS = os.cpu_count() or 1
@@ -34,13 +35,6 @@ def recipe(tmp_path: Path) -> Path:
     return path
 
 
-def curate(capsys: Any, *args: Any) -> tuple[int, str]:
-    code = main(["--quiet", *map(str, args)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return code, err
-
-
 def one_line(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -52,14 +46,14 @@ def one_line(err: str) -> str:
 
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_override_that_is_not_valid_yaml_names_the_override(recipe: Path, capsys: Any, command: str) -> None:
-    code, err = curate(capsys, command, recipe, "output.shard_docs=[unclosed")
+    code, err = run_curate(capsys, command, recipe, "output.shard_docs=[unclosed")
 
     assert code == 2
     assert one_line(err).startswith("curate: error: override 'output.shard_docs=[unclosed': the value is not valid")
 
 
 def test_recipe_workers_above_four_per_cpu_are_refused_before_work(recipe: Path, capsys: Any) -> None:
-    code, err = curate(capsys, "run", recipe, f"executor.workers={4 * CPUS + 1}")
+    code, err = run_curate(capsys, "run", recipe, f"executor.workers={4 * CPUS + 1}")
 
     assert code == 2 and f"executor.workers: at most {4 * CPUS}" in err
     assert not (recipe.parent / "out").exists()
@@ -67,7 +61,7 @@ def test_recipe_workers_above_four_per_cpu_are_refused_before_work(recipe: Path,
 
 @pytest.mark.parametrize("workers", [0, 4 * CPUS + 1])
 def test_workers_option_out_of_range_is_refused_before_work(recipe: Path, capsys: Any, workers: int) -> None:
-    code, err = curate(capsys, "run", recipe, "--workers", workers)
+    code, err = run_curate(capsys, "run", recipe, "--workers", workers)
 
     assert code == 2 and one_line(err).startswith("curate: error: --workers: ")
     assert not (recipe.parent / "out").exists()
@@ -145,7 +139,7 @@ def test_full_disk_in_a_worker_process_is_one_line_and_exit_1(recipe: Path, caps
 
     monkeypatch.setattr(tasks, "run_map", full)  # the forked workers inherit it
 
-    code, err = curate(capsys, "run", recipe, "--workers", 2)
+    code, err = run_curate(capsys, "run", recipe, "--workers", 2)
 
     assert code == 1
     assert "x.arrow: no space left on the device" in one_line(err)
@@ -163,7 +157,7 @@ def test_read_only_output_is_one_line_and_exit_2(recipe: Path, capsys: Any, monk
 
     monkeypatch.setattr(os, "mkdir", mkdir)
 
-    code, err = curate(capsys, "run", recipe, "--output", read_only / "out")
+    code, err = run_curate(capsys, "run", recipe, "--output", read_only / "out")
 
     assert code == 2 and "read-only file system" in one_line(err)
 
@@ -171,7 +165,7 @@ def test_read_only_output_is_one_line_and_exit_2(recipe: Path, capsys: Any, monk
 def test_output_path_that_is_a_file_is_refused(recipe: Path, capsys: Any) -> None:
     (recipe.parent / "taken").write_text("a file")
 
-    code, err = curate(capsys, "run", recipe, "--output", recipe.parent / "taken")
+    code, err = run_curate(capsys, "run", recipe, "--output", recipe.parent / "taken")
 
     assert code == 2 and "is not a directory" in one_line(err)
 

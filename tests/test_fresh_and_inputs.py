@@ -12,34 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from curate.cli import main
 from curate.layout import Layout, is_written
 from mixlab.config import load_yaml
 from mixlab.errors import ConfigError
+from tests.conftest import run_curate, small_recipe, write_inputs
 
-DOC = "a document with enough words in it to pass every filter of the test"
-
-
-def write_inputs(where: Path, name: str = "a.jsonl", n: int = 5) -> Path:
-    where.mkdir(parents=True, exist_ok=True)
-    path = where / name
-    path.write_text("".join(json.dumps({"text": f"{DOC} number {i}"}) + "\n" for i in range(n)), encoding="utf-8")
-    return path
-
-
-def write_recipe(tmp_path: Path, *sources: dict[str, Any], out: str = "out") -> Path:
-    recipe = {"name": "t", "sources": [{"domain": "web", **s} for s in sources], "steps": ["normalize"],
-              "output": {"dir": out}, "executor": {"workers": 1}}
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def curate(capsys: Any, *args: Any, quiet: bool = True) -> tuple[int, str]:
-    code = main([*(["--quiet"] if quiet else []), *map(str, args)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return code, err
 
 
 def kept_docs(out: Path) -> int:
@@ -50,7 +27,7 @@ def kept_docs(out: Path) -> int:
 def built(tmp_path: Path, capsys: Any) -> Path:
     """A complete corpus in tmp_path/out built from tmp_path/in/a.jsonl by tmp_path/r.yaml."""
     write_inputs(tmp_path / "in")
-    assert curate(capsys, "run", write_recipe(tmp_path, {"path": "in/a.jsonl"}))[0] == 0
+    assert run_curate(capsys, "run", small_recipe(tmp_path, {"path": "in/a.jsonl"}))[0] == 0
     return tmp_path / "out"
 
 
@@ -62,7 +39,7 @@ def test_fresh_refuses_a_directory_whose_only_content_is_a_users_log(tmp_path: P
     (tmp_path / "out2" / "logs").mkdir(parents=True)
     (tmp_path / "out2" / "logs" / "important.log").write_text("x")
 
-    code, err = curate(capsys, "run", write_recipe(tmp_path, {"path": "in/a.jsonl"}), "--output",
+    code, err = run_curate(capsys, "run", small_recipe(tmp_path, {"path": "in/a.jsonl"}), "--output",
                        tmp_path / "out2", "--fresh")
 
     assert code == 2 and "holds no mixlab corpus" in err and "logs/important.log" in err
@@ -75,7 +52,7 @@ def test_fresh_keeps_user_files_inside_the_folders_mixlab_writes(built: Path, tm
     for rel, text in mine.items():
         (built / rel).write_text(text)
 
-    code, err = curate(capsys, "run", tmp_path / "r.yaml", "--fresh", quiet=False)
+    code, err = run_curate(capsys, "run", tmp_path / "r.yaml", "--fresh", quiet=False)
 
     assert code == 0
     assert {rel: (built / rel).read_text() for rel in mine} == mine
@@ -130,7 +107,7 @@ def test_fresh_on_an_output_holding_only_mixlab_names_clears_it(tmp_path: Path, 
     (tmp_path / "out" / "logs").mkdir(parents=True)
     (tmp_path / "out" / "logs" / "run.log").write_text("an earlier attempt")
 
-    assert curate(capsys, "run", write_recipe(tmp_path, {"path": "in/a.jsonl"}), "--fresh")[0] == 0
+    assert run_curate(capsys, "run", small_recipe(tmp_path, {"path": "in/a.jsonl"}), "--fresh")[0] == 0
 
     assert "an earlier attempt" not in (tmp_path / "out" / "logs" / "run.log").read_text()
 
@@ -142,9 +119,9 @@ def test_fresh_on_an_output_holding_only_mixlab_names_clears_it(tmp_path: Path, 
 def test_a_directory_path_for_a_file_format_is_refused_at_validate_time(tmp_path: Path, capsys: Any,
                                                                        fmt: str | None) -> None:
     write_inputs(tmp_path / "in")
-    recipe = write_recipe(tmp_path, {"path": "in", **({"format": fmt} if fmt else {})})
+    recipe = small_recipe(tmp_path, {"path": "in", **({"format": fmt} if fmt else {})})
 
-    code, err = curate(capsys, "validate", recipe)
+    code, err = run_curate(capsys, "validate", recipe)
 
     assert code == 2
     assert err.startswith("curate: error: sources[0].path: 'in' is a directory")
@@ -155,7 +132,7 @@ def test_a_glob_lists_files_not_the_directories_it_matches(tmp_path: Path, capsy
     write_inputs(tmp_path / "in")
     write_inputs(tmp_path / "in" / "sub.jsonl", "b.jsonl")
 
-    assert curate(capsys, "run", write_recipe(tmp_path, {"path": "in/*.jsonl"}))[0] == 0
+    assert run_curate(capsys, "run", small_recipe(tmp_path, {"path": "in/*.jsonl"}))[0] == 0
 
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert m["sources"][0]["files"] == ["in/a.jsonl"] and m["accounting"]["errored"] == 0
@@ -167,7 +144,7 @@ def test_a_hard_linked_file_in_one_source_is_read_once(tmp_path: Path, capsys: A
     (tmp_path / "in" / "sub").mkdir()
     os.link(tmp_path / "in" / "a.jsonl", tmp_path / "in" / "sub" / "hard.jsonl")
 
-    code, err = curate(capsys, "run", write_recipe(tmp_path, {"path": paths}))
+    code, err = run_curate(capsys, "run", small_recipe(tmp_path, {"path": paths}))
 
     assert code == 0 and "hard.jsonl is a hard link of" in err
     assert kept_docs(tmp_path / "out") == 5
@@ -178,9 +155,9 @@ def test_a_hard_linked_file_in_two_sources_is_read_once_by_the_first(tmp_path: P
     write_inputs(tmp_path / "in", "b.jsonl", n=3)
     (tmp_path / "in" / "sub").mkdir()
     os.link(tmp_path / "in" / "a.jsonl", tmp_path / "in" / "sub" / "hard.jsonl")
-    recipe = write_recipe(tmp_path, {"path": "in/a.jsonl"}, {"path": ["in/sub/hard.jsonl", "in/b.jsonl"]})
+    recipe = small_recipe(tmp_path, {"path": "in/a.jsonl"}, {"path": ["in/sub/hard.jsonl", "in/b.jsonl"]})
 
-    code, err = curate(capsys, "run", recipe)
+    code, err = run_curate(capsys, "run", recipe)
 
     assert code == 0 and "sources[1].path: 1 file(s) also named by sources[0]" in err
     assert kept_docs(tmp_path / "out") == 5 + 3
@@ -190,7 +167,7 @@ def test_a_hard_linked_file_in_two_sources_is_read_once_by_the_first(tmp_path: P
 def test_an_empty_source_path_is_a_config_error_naming_the_key(tmp_path: Path, capsys: Any, override: str) -> None:
     write_inputs(tmp_path / "in")
 
-    code, err = curate(capsys, "run", write_recipe(tmp_path, {"path": "in/a.jsonl"}), override)
+    code, err = run_curate(capsys, "run", small_recipe(tmp_path, {"path": "in/a.jsonl"}), override)
 
     assert code == 2 and "sources[0].path: must name at least one file" in err
     assert not (tmp_path / "out").exists()
@@ -205,7 +182,7 @@ def test_a_damaged_state_record_of_an_unfinished_run_exits_2(built: Path, tmp_pa
     (built / "manifest.json").unlink()
     (built / ".state" / record).write_text("{not json")
 
-    code, err = curate(capsys, "run", tmp_path / "r.yaml")
+    code, err = run_curate(capsys, "run", tmp_path / "r.yaml")
 
     assert code == 2
     assert err.count("\n") == 1 and f"{record}: damaged" in err and "--fresh" in err

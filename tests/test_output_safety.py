@@ -14,40 +14,17 @@ from typing import Any
 import pytest
 import yaml
 
-from curate.cli import main
 from curate.layout import Layout, OutputLock
+from tests.conftest import SMALL_DOC, run_curate, small_recipe, write_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = "a document with enough words in it to pass every filter of the test"
-
-
-def write_inputs(where: Path, name: str = "a.jsonl", n: int = 5) -> Path:
-    where.mkdir(parents=True, exist_ok=True)
-    path = where / name
-    path.write_text("".join(json.dumps({"text": f"{DOC} number {i}"}) + "\n" for i in range(n)), encoding="utf-8")
-    return path
-
-
-def write_recipe(tmp_path: Path, source: dict[str, Any], out: str = "out", name: str = "r.yaml") -> Path:
-    recipe = {"name": "t", "sources": [{"domain": "web", **source}], "steps": ["normalize"],
-              "output": {"dir": out}, "executor": {"workers": 1}}
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def curate(capsys: Any, *args: str) -> tuple[int, str]:
-    code = main(["--quiet", *map(str, args)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return code, err
 
 
 @pytest.fixture
 def built(tmp_path: Path, capsys: Any) -> Path:
     """A complete corpus in tmp_path/out built from tmp_path/in/a.jsonl by tmp_path/r.yaml."""
     write_inputs(tmp_path / "in")
-    assert curate(capsys, "run", write_recipe(tmp_path, {"path": "in/a.jsonl"}))[0] == 0
+    assert run_curate(capsys, "run", small_recipe(tmp_path, {"path": "in/a.jsonl"}))[0] == 0
     return tmp_path / "out"
 
 
@@ -59,7 +36,7 @@ def test_fresh_keeps_user_files_in_the_output(built: Path, tmp_path: Path, capsy
     (built / "analysis").mkdir()
     (built / "analysis" / "plot.png").write_bytes(b"png")
 
-    assert curate(capsys, "run", tmp_path / "r.yaml", "--fresh")[0] == 0
+    assert run_curate(capsys, "run", tmp_path / "r.yaml", "--fresh")[0] == 0
 
     assert (built / "NOTES.txt").read_text() == "my notes"
     assert (built / "analysis" / "plot.png").read_bytes() == b"png"
@@ -75,16 +52,16 @@ def test_fresh_deletes_every_path_runs_write(built: Path, tmp_path: Path, capsys
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"stale")
 
-    assert curate(capsys, "run", tmp_path / "r.yaml", "--fresh")[0] == 0
+    assert run_curate(capsys, "run", tmp_path / "r.yaml", "--fresh")[0] == 0
 
     assert [p for p in stale if p.exists()] == []
 
 
 def test_fresh_keeps_an_input_stored_in_the_output(built: Path, tmp_path: Path, capsys: Any) -> None:
     src = write_inputs(built / "extra", "src.jsonl")
-    recipe = write_recipe(tmp_path, {"path": "out/extra/src.jsonl"}, name="r2.yaml")
+    recipe = small_recipe(tmp_path, {"path": "out/extra/src.jsonl"}, name="r2.yaml")
 
-    assert curate(capsys, "run", recipe, "--fresh")[0] == 0
+    assert run_curate(capsys, "run", recipe, "--fresh")[0] == 0
 
     assert src.exists()
     assert json.loads((built / "manifest.json").read_text())["accounting"]["kept"] == 5
@@ -93,9 +70,9 @@ def test_fresh_keeps_an_input_stored_in_the_output(built: Path, tmp_path: Path, 
 def test_input_inside_a_path_the_run_writes_is_refused(built: Path, tmp_path: Path, capsys: Any) -> None:
     shard = built / "data" / "web" / "part-00000.parquet"
     before = shard.read_bytes()
-    recipe = write_recipe(tmp_path, {"path": "out/data/web/part-00000.parquet"}, name="r2.yaml")
+    recipe = small_recipe(tmp_path, {"path": "out/data/web/part-00000.parquet"}, name="r2.yaml")
 
-    code, err = curate(capsys, "run", recipe, "--fresh")
+    code, err = run_curate(capsys, "run", recipe, "--fresh")
 
     assert code == 2
     assert "sources[0].path" in err and str(built / "data") in err
@@ -118,9 +95,9 @@ def test_clear_never_deletes_the_lock_its_holder_holds(tmp_path: Path) -> None:
 def test_output_a_source_glob_could_read_is_refused(tmp_path: Path, capsys: Any, pattern: str,
                                                     existing: str) -> None:
     write_inputs((tmp_path / "in" / existing).parent, Path(existing).name)
-    recipe = write_recipe(tmp_path, {"path": pattern, "format": "lines"}, out="in/out")
+    recipe = small_recipe(tmp_path, {"path": pattern, "format": "lines"}, out="in/out")
 
-    code, err = curate(capsys, "run", recipe)
+    code, err = run_curate(capsys, "run", recipe)
 
     assert code == 2
     assert err.startswith("curate: error: sources[0].path") and str(tmp_path / "in" / "out") in err
@@ -129,10 +106,10 @@ def test_output_a_source_glob_could_read_is_refused(tmp_path: Path, capsys: Any,
 
 def test_output_inside_a_directory_source_is_refused(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "texts").mkdir()
-    (tmp_path / "texts" / "one.txt").write_text(DOC)
-    recipe = write_recipe(tmp_path, {"path": "texts", "format": "txt"}, out="texts/corpus")
+    (tmp_path / "texts" / "one.txt").write_text(SMALL_DOC)
+    recipe = small_recipe(tmp_path, {"path": "texts", "format": "txt"}, out="texts/corpus")
 
-    code, err = curate(capsys, "run", recipe)
+    code, err = run_curate(capsys, "run", recipe)
 
     assert code == 2 and "sources[0].path" in err and str(tmp_path / "texts" / "corpus") in err
 
@@ -140,9 +117,9 @@ def test_output_inside_a_directory_source_is_refused(tmp_path: Path, capsys: Any
 def test_output_reached_through_a_symlink_into_the_input_is_refused(tmp_path: Path, capsys: Any) -> None:
     write_inputs(tmp_path / "in")
     (tmp_path / "link").symlink_to(tmp_path / "in")
-    recipe = write_recipe(tmp_path, {"path": "in/**/*", "format": "lines"}, out="link/out")
+    recipe = small_recipe(tmp_path, {"path": "in/**/*", "format": "lines"}, out="link/out")
 
-    assert curate(capsys, "run", recipe)[0] == 2
+    assert run_curate(capsys, "run", recipe)[0] == 2
 
 
 @pytest.mark.parametrize("pattern", ["in/**/*", "in/*/*/*.log"])
@@ -150,29 +127,29 @@ def test_output_a_symlink_in_the_input_leads_to_is_refused(tmp_path: Path, capsy
     write_inputs(tmp_path / "in" / "x" / "y", "a.log")
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "in" / "link").symlink_to(tmp_path / "elsewhere" / "out", target_is_directory=True)
-    recipe = write_recipe(tmp_path, {"path": pattern, "format": "lines"}, out="elsewhere/out")
+    recipe = small_recipe(tmp_path, {"path": pattern, "format": "lines"}, out="elsewhere/out")
     (tmp_path / "elsewhere" / "out").mkdir()
 
-    code, err = curate(capsys, "run", recipe)
+    code, err = run_curate(capsys, "run", recipe)
 
     assert code == 2 and "sources[0].path" in err and str(tmp_path / "elsewhere" / "out") in err
 
 
 def test_validate_refuses_an_output_inside_the_input_too(tmp_path: Path, capsys: Any) -> None:
     write_inputs(tmp_path / "in")
-    recipe = write_recipe(tmp_path, {"path": "in/**/*", "format": "lines"}, out="in/out")
+    recipe = small_recipe(tmp_path, {"path": "in/**/*", "format": "lines"}, out="in/out")
 
-    code, err = curate(capsys, "validate", recipe)
+    code, err = run_curate(capsys, "validate", recipe)
 
     assert code == 2 and "sources[0].path" in err
 
 
 def test_output_below_an_input_glob_that_cannot_match_its_files_is_allowed(tmp_path: Path, capsys: Any) -> None:
     write_inputs(tmp_path / "in")
-    recipe = write_recipe(tmp_path, {"path": "in/**/*.jsonl"}, out="in/out")
+    recipe = small_recipe(tmp_path, {"path": "in/**/*.jsonl"}, out="in/out")
 
-    assert curate(capsys, "run", recipe)[0] == 0
-    assert curate(capsys, "run", recipe)[0] == 0  # the rerun finds the same inputs and a complete corpus
+    assert run_curate(capsys, "run", recipe)[0] == 0
+    assert run_curate(capsys, "run", recipe)[0] == 0  # the rerun finds the same inputs and a complete corpus
 
 
 # ------------------------------------------------------------------------------------------ one run per output
@@ -205,7 +182,7 @@ def test_second_run_into_a_locked_output_is_refused_naming_the_holder(tmp_path: 
     write_inputs(tmp_path / "in")
     holder = hold_lock(tmp_path / "out")
     try:
-        code, err = curate(capsys, "run", write_recipe(tmp_path, {"path": "in/a.jsonl"}), "--fresh")
+        code, err = run_curate(capsys, "run", small_recipe(tmp_path, {"path": "in/a.jsonl"}), "--fresh")
     finally:
         holder.kill()
         holder.wait()
@@ -222,7 +199,7 @@ def test_lock_left_by_a_killed_run_is_taken_over(tmp_path: Path, capsys: Any) ->
     holder.wait()
     assert (tmp_path / "out" / Layout.LOCK).exists()
 
-    code, err = curate(capsys, "run", write_recipe(tmp_path, {"path": "in/a.jsonl"}))
+    code, err = run_curate(capsys, "run", small_recipe(tmp_path, {"path": "in/a.jsonl"}))
 
     assert code == 0
     assert f"taking over the lock left by pid {holder.pid}" in err
@@ -250,7 +227,7 @@ def test_lock_of_a_killed_run_is_waited_for_while_its_workers_end(tmp_path: Path
     holder.send_signal(signal.SIGKILL)
     holder.wait()
 
-    code, err = curate(capsys, "run", write_recipe(tmp_path, {"path": "in/a.jsonl"}))
+    code, err = run_curate(capsys, "run", small_recipe(tmp_path, {"path": "in/a.jsonl"}))
 
     assert code == 0
     assert "waiting for its worker processes" in err and f"left by pid {holder.pid}" in err
@@ -271,9 +248,9 @@ def test_forked_workers_do_not_release_the_lock(tmp_path: Path) -> None:
 
 def test_run_refused_after_taking_the_lock_leaves_no_directory_behind(tmp_path: Path, capsys: Any) -> None:
     write_inputs(tmp_path / "in")
-    recipe = write_recipe(tmp_path, {"path": "in/a.jsonl"}, out="new/out")
+    recipe = small_recipe(tmp_path, {"path": "in/a.jsonl"}, out="new/out")
 
-    code, err = curate(capsys, "run", recipe, "mixture={method: manual, weights: {nope: 1}}")
+    code, err = run_curate(capsys, "run", recipe, "mixture={method: manual, weights: {nope: 1}}")
 
     assert code == 2 and "mixture.weights.nope" in err
     assert not (tmp_path / "new").exists()
@@ -287,8 +264,8 @@ def test_damaged_state_is_named_with_a_pointer_to_fresh(built: Path, tmp_path: P
                                                         name: str) -> None:
     (built / name).write_bytes(b'{"recipe_hash": "abc\xff')
 
-    code, err = curate(capsys, "run", tmp_path / "r.yaml")
+    code, err = run_curate(capsys, "run", tmp_path / "r.yaml")
 
     assert code == 2
     assert str(built / name) in err and "--fresh" in err
-    assert curate(capsys, "run", tmp_path / "r.yaml", "--fresh")[0] == 0
+    assert run_curate(capsys, "run", tmp_path / "r.yaml", "--fresh")[0] == 0
