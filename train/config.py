@@ -143,7 +143,9 @@ class PeftConfig(Strict):
     r: int = Field(default=8, ge=1, description="LoRA/AdaLoRA rank (AdaLoRA: the target rank)")
     alpha: float = Field(default=16.0, gt=0)
     dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | None = Field(default=None, description="default: every attention and MLP linear")
+    target_modules: list[str] | None = Field(default=None,
+                                             description="default: every linear layer of the decoder blocks "
+                                                         "(peft's all-linear)")
     num_virtual_tokens: int = Field(default=20, ge=1, description="prompt/prefix/p-tuning")
     qlora: bool = Field(default=False, description="4-bit base weights (bitsandbytes, CUDA only)")
 

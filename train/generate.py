@@ -42,19 +42,30 @@ def load(path: Path) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
+def end_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The token ids that end a reply: every ``eos_token_id`` of the model's ``generation_config`` (an int or a
+    list, e.g. Qwen's ``<|im_end|>`` and ``<|endoftext|>``), then the tokenizer's eos if not among them; in order,
+    without repeats."""
+    config = getattr(model, "generation_config", None)
+    listed = getattr(config, "eos_token_id", None)
+    ids = [listed] if isinstance(listed, int) else list(listed or [])
+    ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
 @torch.no_grad()
 def reply(model: Any, tokenizer: Any, messages: list[dict[str, str]], max_new_tokens: int = 128,
           temperature: float = 0.7, top_p: float = 0.9, seed: int = 0) -> str:
     """The model's next assistant message after ``messages``, prompted with exactly the ids that
     ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)`` gives; greedy when ``temperature`` is 0,
-    else nucleus sampling seeded by ``seed``. Raises ConfigError when the chat template cannot be rendered."""
+    else nucleus sampling seeded by ``seed``. Generation stops at any of :func:`end_token_ids`. Raises ConfigError when the chat template cannot be rendered."""
     chat = ChatFormat(tokenizer)
     ids, _ = chat.encode(messages, add_generation_prompt=True)
     torch.manual_seed(seed)
     out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
                          max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                          temperature=temperature if temperature > 0 else None, top_p=top_p if temperature > 0 else None,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                         eos_token_id=end_token_ids(model, tokenizer), pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
 
 

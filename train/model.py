@@ -185,10 +185,18 @@ def build(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, in
 
 
 def parameter_count(model: torch.nn.Module) -> tuple[int, int]:
-    """(all parameters, parameters outside the embeddings)."""
+    """(all parameters, parameters outside the embeddings), each shared (tied) tensor counted once. The embeddings
+    are the model's input and output embeddings (``get_input_embeddings``/``get_output_embeddings``: GPT-2's
+    ``wte`` and ``lm_head``) and every other ``nn.Embedding`` (learned position embeddings such as GPT-2's
+    ``wpe``)."""
+    modules = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        module = getattr(model, getter, lambda: None)()
+        if module is not None:
+            modules.append(module)
+    emb = {id(p): p.numel() for m in modules for p in m.parameters()}
     total = sum(p.numel() for p in model.parameters())
-    emb = sum(p.numel() for n, p in model.named_parameters() if "embed" in n)
-    return total, total - emb
+    return total, total - sum(emb.values())
 
 
 def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:

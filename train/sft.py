@@ -27,35 +27,64 @@ from train.model import from_pretrained
 from train.pretrain import segment_inputs
 from train.tokenizer import load_tokenizer
 
-LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PROMPT_METHODS = {"prompt_tuning", "prefix_tuning", "p_tuning"}
 TIED_WARNINGS = r"(?s).*(tie_word_embeddings=True|no longer tied)"
 """peft's warnings about an adapter on input/output embeddings that the base model ties"""
-PEFT_WARNINGS = (TIED_WARNINGS, r"`is_gradient_checkpointing` is deprecated")
-"""warnings peft raises when it wraps a model, for what mixlab handles itself (tied embeddings) or for its own use of
-an API transformers deprecated (``PeftModel.__init__`` reads ``model.is_gradient_checkpointing``)"""
+PEFT_WARNINGS = (TIED_WARNINGS, r"`is_gradient_checkpointing` is deprecated",
+                 r"fan_in_fan_out is set to False but the target module is `Conv1D`")
+"""warnings peft raises when it wraps a model, for what mixlab handles itself (tied embeddings), for its own use of
+an API transformers deprecated (``PeftModel.__init__`` reads ``model.is_gradient_checkpointing``), or for what it
+fixes itself (GPT-2's ``Conv1D`` stores its weight transposed: peft sets ``fan_in_fan_out`` for it)"""
+
+
+FEEDFORWARD_BLOCKS = ("mlp", "feed_forward", "ffn")
+"""module-name components of the feed-forward block of a decoder layer, for IA3's feedforward_modules"""
+
+
+def linear_layers(model: Any) -> list[str]:
+    """Full names of the linear layers (``nn.Linear`` or GPT-2's ``Conv1D``) of ``model`` that peft's
+    ``all-linear`` adapts: every one but the output embedding (``lm_head``)."""
+    from transformers.pytorch_utils import Conv1D
+
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D)) and m is not output]
+
+
+def _matches(name: str, target: str) -> bool:
+    """peft's rule for a target given as a string in a list: the module's name, or its last dotted parts."""
+    return name == target or name.endswith("." + target)
+
+
+def _feedforward(name: str) -> bool:
+    return any(part in FEEDFORWARD_BLOCKS for part in name.split(".")[:-1])
 
 
 def peft_config(cfg: SFTConfig, model: Any) -> Any:
-    """The peft config for ``cfg.peft.method``, with mixlab's documented defaults."""
+    """The peft config for ``cfg.peft.method``, with mixlab's documented defaults.
+
+    ``peft.target_modules``, when given, goes to peft unchanged (a target matches a module by its name or its last
+    dotted parts). Without it LoRA and AdaLoRA adapt every linear layer of the decoder blocks (peft's
+    ``all-linear``: ``nn.Linear`` and GPT-2's ``Conv1D``, fused projections such as Phi-3's ``qkv_proj`` included,
+    the output embedding excluded), and IA3 scales the same layers. IA3's ``feedforward_modules`` (scaled at their
+    input rather than their output) are the targets inside a decoder layer's feed-forward block (a module named
+    ``mlp``, ``feed_forward`` or ``ffn``)."""
     import peft
 
     p = cfg.peft
-    targets = p.target_modules or [m for m in LINEAR_MODULES
-                                   if any(n.endswith(m) for n, _ in model.named_modules())]
     task = peft.TaskType.CAUSAL_LM
     if p.method == "lora":
-        return peft.LoraConfig(r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout, target_modules=targets, task_type=task)
+        return peft.LoraConfig(r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout,
+                               target_modules=p.target_modules or "all-linear", task_type=task)
     if p.method == "adalora":
         return peft.AdaLoraConfig(init_r=int(p.r * 1.5), target_r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout,
-                                  target_modules=targets, total_step=cfg.optim.max_steps,
+                                  target_modules=p.target_modules or "all-linear", total_step=cfg.optim.max_steps,
                                   tinit=max(1, cfg.optim.max_steps // 10), tfinal=max(1, cfg.optim.max_steps // 5),
                                   task_type=task)
     if p.method == "ia3":
-        ff = [m for m in targets if m in ("gate_proj", "up_proj", "down_proj")]
-        ia3_targets = [m for m in targets if m in ("k_proj", "v_proj")] + [m for m in ff if m == "down_proj"]
-        return peft.IA3Config(target_modules=ia3_targets, feedforward_modules=[m for m in ia3_targets if m in ff],
-                              task_type=task)
+        targets = list(p.target_modules) if p.target_modules else linear_layers(model)
+        names = [n for n, _ in model.named_modules()]
+        ff = [t for t in targets if any(_matches(n, t) and _feedforward(n) for n in names)]
+        return peft.IA3Config(target_modules=targets, feedforward_modules=ff, task_type=task)
     if p.method == "prompt_tuning":
         return peft.PromptTuningConfig(num_virtual_tokens=p.num_virtual_tokens, task_type=task)
     if p.method == "prefix_tuning":
@@ -64,18 +93,69 @@ def peft_config(cfg: SFTConfig, model: Any) -> Any:
                                     encoder_hidden_size=model.config.hidden_size, task_type=task)
 
 
+def _linear_choices(model: Any) -> str:
+    from transformers.pytorch_utils import Conv1D
+
+    return ", ".join(sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                             if isinstance(m, (torch.nn.Linear, Conv1D))}))
+
+
 def check_target_modules(cfg: SFTConfig, model: Any) -> None:
     """ConfigError naming ``peft.target_modules`` when one of them names no module of ``model`` (peft's rule: the
-    module's name, or its last dotted parts), listing the model's linear layers to choose from."""
+    module's name, or its last dotted parts, so ``v_proj`` does not match ``qkv_proj``), listing the model's linear
+    layers to choose from."""
     targets = cfg.peft.target_modules
     if not targets or cfg.peft.method in PROMPT_METHODS:
         return
     names = [n for n, _ in model.named_modules() if n]
-    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    unknown = [t for t in targets if not any(_matches(n, t) for n in names)]
     if unknown:
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
         raise ConfigError(f"peft.target_modules: {', '.join(unknown)} {'names' if len(unknown) == 1 else 'name'} no "
-                          f"module of the base model; its linear layers are {', '.join(linear)}")
+                          f"module of the base model; its linear layers are {_linear_choices(model)}")
+
+
+def adapted_modules(model: Any) -> list[str]:
+    """Full names of the modules of a peft ``model`` that hold an adapter layer (empty for prompt methods)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [n for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)]
+
+
+def attach_adapter(cfg: SFTConfig, base: Any) -> Any:
+    """``base`` wrapped by peft with :func:`peft_config`, after :func:`check_target_modules`; logs which modules got
+    adapters and the trainable count. Raises ConfigError naming ``peft.target_modules`` (listing the base model's
+    linear layers) when no module got an adapter or a target names a module the method cannot adapt, and naming
+    ``peft`` for another peft refusal."""
+    from peft import get_peft_model
+    from peft.utils.error import NoMatchingPeftModuleError, PeftError
+
+    check_target_modules(cfg, base)
+    choices = _linear_choices(base)
+    none = f"peft.target_modules: no module of the base model got an adapter; its linear layers are {choices}"
+    with warnings.catch_warnings():
+        for message in PEFT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            model = get_peft_model(base, peft_config(cfg, base))
+        except NoMatchingPeftModuleError:
+            raise ConfigError(none) from None
+        except PeftError as e:
+            raise ConfigError(f"peft: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+        except ValueError as e:
+            if not str(e).startswith("Target module "):
+                raise
+            kind = str(e).removeprefix("Target module ").split("(", 1)[0].strip()
+            raise ConfigError(f"peft.target_modules: a target names a {kind}, which {cfg.peft.method} cannot adapt; "
+                              f"its linear layers are {choices}") from None
+    if cfg.peft.method not in PROMPT_METHODS:
+        adapted = adapted_modules(model)
+        if not adapted:
+            raise ConfigError(none)
+        trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
+        kinds = sorted({n.rsplit(".", 1)[-1] for n in adapted})
+        log.info(f"{cfg.peft.method}: adapters on {len(adapted)} modules ({', '.join(kinds)}); "
+                 f"{trainable:,} trainable parameters")
+    return model
 
 
 def load_base(path: str, qlora: bool) -> Any:
@@ -98,9 +178,6 @@ class SFTTrainer(Trainer):
     task = "sft"
 
     def __init__(self, cfg: SFTConfig, resume: str | None = None) -> None:
-        from peft import get_peft_model
-        from peft.utils.error import PeftError
-
         super().__init__(cfg, resume)
         for what, path in (("base", cfg.base), ("tokenizer", cfg.tokenizer)):
             if path is not None and not Path(path).is_dir():
@@ -127,14 +204,11 @@ class SFTTrainer(Trainer):
         if d.packing and not self.packing:
             log.info(f"packing is off: {cfg.peft.method} prepends virtual tokens to every sample")
         base = load_base(cfg.base, cfg.peft.qlora)
-        check_target_modules(cfg, base)
-        with warnings.catch_warnings():
-            for message in PEFT_WARNINGS:
-                warnings.filterwarnings("ignore", message=message)
-            try:
-                self.model = get_peft_model(base, peft_config(cfg, base))
-            except PeftError as e:
-                raise ConfigError(f"peft: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+        positions = getattr(base.config, "max_position_embeddings", None) or getattr(base.config, "n_positions", None)
+        if positions is not None and d.max_len > positions:
+            raise ConfigError(f"data.max_len: {d.max_len} is longer than the {positions} positions the base model "
+                              f"{cfg.base} was built for; set data.max_len to {positions} or less")
+        self.model = attach_adapter(cfg, base)
         if tied_adapted_output(self.model) is not None:
             log.info("peft.target_modules: the adapter changes an embedding that the base model ties to the other "
                      "(tie_word_embeddings); base + adapter is exact, and --merge unties them in the merged model")
