@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import xxhash
 
 from curate.arrow_io import sha256_file
-from mixlab.checksum import file_checksum as checksum
+from mixlab.checksum import file_problem, file_record
 from mixlab.errors import ConfigError, RunError
 
 CHUNK = 1 << 20
@@ -39,29 +39,13 @@ def file_records(root: Path, paths: Iterable[Path]) -> tuple[dict[str, dict[str,
     t0 = time.perf_counter()
     records = {}
     for p in sorted(set(paths)):
-        records[p.relative_to(root).as_posix()] = {"bytes": p.stat().st_size, "xxh3_128": checksum(p)}
+        records[p.relative_to(root).as_posix()] = file_record(p)
     return records, time.perf_counter() - t0
 
 
 def check_file(root: Path, rel: str, record: dict[str, Any]) -> str | None:
-    """What is wrong with ``root/rel`` against its record (``missing``, ``truncated: 10 of 20 bytes``, ...), or
-    None when its size and checksum match."""
-    path = root / rel
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return "missing"
-    except OSError as e:
-        return f"unreadable ({e.strerror})"
-    if size != record["bytes"]:
-        what = "truncated" if size < record["bytes"] else "grown"
-        return f"{what}: {size:,} bytes where {record['bytes']:,} were written"
-    try:
-        if checksum(path) != record["xxh3_128"]:
-            return "damaged: its checksum differs from the one recorded when it was written"
-    except OSError as e:
-        return f"unreadable ({e.strerror})"
-    return None
+    """What is wrong with ``root/rel`` against its record, or None when its size and checksum match."""
+    return file_problem(root / rel, record)
 
 
 # -------------------------------------------------------------------------------------------- completion markers

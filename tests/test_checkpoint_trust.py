@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from mixlab.checksum import file_checksum
 from mixlab.errors import ConfigError
 from tests.conftest import SHARED_DATA, pretrain_config, sft_config
 from train import checkpoint
@@ -57,7 +58,7 @@ def _rewrite_checksum(ckpt: Path, name: str) -> None:
     """Record ``name``'s current checksum in state.json, as a forger would."""
     state = json.loads((ckpt / "state.json").read_text())
     f = ckpt / name
-    state["files"][name] = {"bytes": f.stat().st_size, checkpoint.CHECKSUM: checkpoint.file_checksum(f)}
+    state["files"][name] = {"bytes": f.stat().st_size, checkpoint.CHECKSUM: file_checksum(f)}
     (ckpt / "state.json").write_text(json.dumps(state))
 
 
@@ -99,7 +100,7 @@ def test_state_json_records_the_size_and_checksum_of_every_file(stopped_run: Pat
     assert sorted(files) == ["model.pt", "optimizer.pt", "rng.pt"]
     for name, rec in files.items():
         f = ckpt / name
-        assert rec == {"bytes": f.stat().st_size, checkpoint.CHECKSUM: checkpoint.file_checksum(f)}
+        assert rec == {"bytes": f.stat().st_size, checkpoint.CHECKSUM: file_checksum(f)}
 
 
 def test_a_truncated_file_in_a_named_checkpoint_is_refused_naming_it(tmp_path: Path, stopped_run: Path,

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
+from mixlab import checksum
 from mixlab.config import load_config
 from mixlab.errors import ConfigError, RunError
 from tests.conftest import pretrain_config
@@ -102,8 +103,8 @@ def test_damaged_token_cache_shard_is_tokenized_again(damage: str, corpus_copy: 
 def test_cache_files_are_hashed_once_per_process(corpus_copy: Path, tokenizer_dir: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Path] = []
-    real = token_cache.file_checksum
-    monkeypatch.setattr(token_cache, "file_checksum", lambda p: calls.append(p) or real(p))
+    real = checksum.file_checksum
+    monkeypatch.setattr(checksum, "file_checksum", lambda p: calls.append(p) or real(p))
     for _ in range(3):
         _all_tokens(corpus_copy, tokenizer_dir)
     assert len(calls) == len(set(calls)) == 3 * sum(len(Corpus(corpus_copy).shards(d))
@@ -117,7 +118,8 @@ def test_pretrain_trains_on_a_token_cache_with_a_flipped_byte(tmp_path: Path, co
     _flip(tokens)
     cfg = pretrain_config(tmp_path / "pt", corpus_copy, tokenizer_dir, optim={"max_steps": 1, "warmup_steps": 0})
     assert main(["pretrain", str(cfg)]) == 0
-    assert "wiki/part-00000: part-00000.tokens: checksum differs (damaged); tokenizing" in capsys.readouterr().err
+    assert ("wiki/part-00000: part-00000.tokens: damaged: its checksum differs from the one recorded when it was "
+            "written; tokenizing") in capsys.readouterr().err
 
 
 SHARD_DAMAGE: dict[str, Callable[[Path], None]] = {

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from mixlab.checksum import file_checksum
+from mixlab.checksum import file_problem, file_record
 from mixlab.errors import RunError
 from mixlab.logs import log, progress
 from train.corpus import Corpus, Shard
@@ -101,8 +101,7 @@ def _tokenize_shard(args: tuple[Corpus, Shard, Path]) -> str:
                 ids.append(xxhash.xxh3_64_intdigest(doc_id.encode()))
     np.save(tmp.with_suffix(".docs.npy"), np.asarray(starts, dtype=np.int64))
     np.save(tmp.with_suffix(".ids.npy"), np.asarray(ids, dtype=np.uint64))
-    files = {s: {"size": tmp.with_suffix(s).stat().st_size, "xxh3_128": file_checksum(tmp.with_suffix(s))}
-             for s in FILES}
+    files = {s: file_record(tmp.with_suffix(s)) for s in FILES}
     for suffix in FILES:
         os.replace(tmp.with_suffix(suffix), target.with_suffix(suffix))
     meta = {"sha256": shard.sha256, "tokens": n, "docs": len(ids), "dtype": np.dtype(dtype).name, "files": files}
@@ -145,15 +144,11 @@ def _problem(target: Path, shard: Shard) -> str | None:
     key = (meta_path.as_posix(), text, stats)
     if key in _checked:
         return None
-    for suffix, (size, _) in zip(FILES, stats):
-        path, want = target.with_suffix(suffix), meta["files"][suffix]
-        if size != want["size"]:
-            return f"{path.name}: {size} bytes, {want['size']} expected (truncated or damaged)"
-        try:
-            if file_checksum(path) != want["xxh3_128"]:
-                return f"{path.name}: checksum differs (damaged)"
-        except OSError as e:
-            return f"{path.name}: {e.strerror or e}"
+    for suffix in FILES:
+        path = target.with_suffix(suffix)
+        problem = file_problem(path, meta["files"][suffix])
+        if problem is not None:
+            return f"{path.name}: {problem}"
     _checked.add(key)
     return None
 
@@ -165,7 +160,7 @@ def _well_formed(meta: Any) -> bool:
     return (isinstance(meta.get("sha256"), str) and meta.get("dtype") in ("uint16", "uint32")
             and all(isinstance(meta.get(k), int) and meta[k] >= 0 for k in ("tokens", "docs"))
             and isinstance(files, dict)
-            and all(isinstance(files.get(s), dict) and isinstance(files[s].get("size"), int)
+            and all(isinstance(files.get(s), dict) and isinstance(files[s].get("bytes"), int)
                     and isinstance(files[s].get("xxh3_128"), str) for s in FILES))
 
 
