@@ -225,3 +225,64 @@ def test_the_built_llama_counts_its_embeddings_once_when_tied(tied: bool) -> Non
     assert total - non_embedding == (embedding if tied else 2 * embedding)
     assert non_embedding == sum(p.numel() for n, p in model.named_parameters()
                                 if "embed_tokens" not in n and "lm_head" not in n)
+
+
+@pytest.mark.parametrize("kind, config", [
+    ("qwen2", {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+               "num_key_value_heads": 2, "max_position_embeddings": 256}),
+    ("gpt2", {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 256}),
+    ("gpt_neox", {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                  "max_position_embeddings": 256})])
+def test_a_model_of_any_causal_lm_family_builds_from_scratch(kind: str, config: dict[str, Any]) -> None:
+    from train.model import build
+
+    by_key = build(ModelConfig(architecture=kind, config=config), VOCAB, 64, {"bos": 1, "eos": 2, "pad": 0})
+    by_type = build(ModelConfig(config={"model_type": kind, **config}), VOCAB, 64, {"bos": 1, "eos": 2, "pad": 0})
+    assert by_key.config.model_type == by_type.config.model_type == kind
+    assert by_key.config.vocab_size == VOCAB and by_key.config.eos_token_id == 2
+
+
+def test_an_unknown_architecture_is_refused_with_the_nearest_names() -> None:
+    from train.model import build
+
+    with pytest.raises(ConfigError) as e:
+        build(ModelConfig(architecture="qwen"), VOCAB, 64, {})
+    assert str(e.value).startswith("model.architecture: 'qwen' is not a transformers model type with a causal-LM "
+                                   "class (did you mean ")
+    assert "qwen2" in str(e.value)
+
+
+def test_a_family_without_a_causal_lm_class_is_refused() -> None:
+    from train.model import build
+
+    with pytest.raises(ConfigError, match="model.config.model_type: 't5' is not a transformers model type"):
+        build(ModelConfig(config={"model_type": "t5"}), VOCAB, 64, {})
+
+
+def test_too_few_positions_are_named_by_the_familys_own_key() -> None:
+    from train.model import build
+
+    with pytest.raises(ConfigError) as e:
+        build(ModelConfig(architecture="gpt2", config={"n_positions": 16}), VOCAB, 64, {})
+    assert str(e.value) == "model.config.n_positions (16) < data.seq_len (64)"
+
+
+def test_architecture_and_a_different_model_type_are_refused_together() -> None:
+    with pytest.raises(ValueError, match="model.architecture is 'qwen2' but model.config.model_type is 'gpt2'"):
+        ModelConfig(architecture="qwen2", config={"model_type": "gpt2"})
+
+
+def test_pretraining_builds_the_architecture_the_config_names(tmp_path: Path, quickstart_out: Path,
+                                                              tokenizer_dir: Path) -> None:
+    import json
+
+    from tests.conftest import pretrain_config
+    from train.cli import main
+
+    cfg = pretrain_config(tmp_path, quickstart_out, tokenizer_dir, optim={"max_steps": 2, "batch_size": 2},
+                          eval={"every": 2}, model={"architecture": "gpt_neox", "config": {
+                              "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                              "num_attention_heads": 2, "max_position_embeddings": 64}})
+    assert main(["--quiet", "pretrain", str(cfg)]) == 0
+    saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
+    assert saved["model_type"] == "gpt_neox" and saved["hidden_size"] == 32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -33,14 +33,26 @@ def weights_problem(weights: dict[str, Any]) -> str | None:
 
 class ModelConfig(Strict):
     path: str | None = Field(default=None, description="local HF checkpoint directory (continued pretraining)")
-    architecture: Literal["llama"] = "llama"
+    architecture: str | None = Field(default=None, description="from scratch: a transformers model_type with a "
+                                     "causal-LM class (llama, qwen2, mistral, gemma2, phi3, gpt2, gpt_neox, ...); "
+                                     "default: model.config's model_type, else llama")
     config: dict[str, Any] = Field(default_factory=dict, description="architecture config (from scratch)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelConfig":
-        if self.path is not None and self.config:
-            raise ValueError("give model.path (continue a checkpoint) or model.config (from scratch), not both")
+        if self.path is not None and (self.config or self.architecture):
+            raise ValueError("give model.path (continue a checkpoint) or model.config/model.architecture (from "
+                             "scratch), not both")
+        given = self.config.get("model_type")
+        if given is not None and self.architecture is not None and given != self.architecture:
+            raise ValueError(f"model.architecture is {self.architecture!r} but model.config.model_type is "
+                             f"{given!r}; give one")
         return self
+
+    @property
+    def model_type(self) -> str:
+        """The transformers ``model_type`` to build from scratch."""
+        return str(self.architecture or self.config.get("model_type") or "llama")
 
 
 class DataConfig(Strict):
@@ -97,26 +109,41 @@ class DistributedConfig(Strict):
     deepspeed: dict[str, Any] = Field(default_factory=dict, description="extra DeepSpeed config, merged in")
 
 
-class PretrainConfig(Strict):
-    corpus: str
-    tokenizer: str
+class TrainConfig(Strict):
+    """The sections every training command shares (`train pretrain`, `sft`, `doremi`, `ablate`), read by
+    `train/loop.py`'s :class:`~train.loop.Trainer`. A command's config adds its own sections (data, model, peft...)
+    and may change these defaults."""
+
     out: str
     seed: int = 0
-    model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     log: LogConfig = LogConfig()
     distributed: DistributedConfig = DistributedConfig()
 
-    def resolve(self, base: Path) -> "PretrainConfig":
-        """Relative paths are relative to the config file's directory."""
-        r = _resolver(base)
+    def resolve(self, base: Path) -> Self:
+        """A copy with relative paths made relative to ``base`` (the config file's directory): ``out`` and the paths
+        :meth:`_resolve_paths` names."""
         out = self.model_copy(deep=True)
-        out.corpus, out.tokenizer, out.out = r(self.corpus), r(self.tokenizer), r(self.out)  # type: ignore[assignment]
-        out.model.path = r(self.model.path)
+        r = _resolver(base)
+        out.out = r(self.out)  # type: ignore[assignment]
+        out._resolve_paths(r)
         return out
+
+    def _resolve_paths(self, r: Any) -> None:
+        """Resolve a command's own path fields in place with ``r`` (str | None -> absolute str | None)."""
+
+
+class PretrainConfig(TrainConfig):
+    corpus: str
+    tokenizer: str
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+
+    def _resolve_paths(self, r: Any) -> None:
+        self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
+        self.model.path = r(self.model.path)
 
 
 class SFTFile(Strict):
@@ -150,24 +177,16 @@ class PeftConfig(Strict):
     qlora: bool = Field(default=False, description="4-bit base weights (bitsandbytes, CUDA only)")
 
 
-class SFTConfig(Strict):
+class SFTConfig(TrainConfig):
     base: str = Field(description="the model to tune: a local directory (e.g. the final/ of `train pretrain`)")
     tokenizer: str | None = Field(default=None, description="default: the base model's directory")
-    out: str
-    seed: int = 0
     data: SFTDataConfig
     peft: PeftConfig = PeftConfig()
     optim: OptimConfig = OptimConfig(lr=2e-4, max_steps=200, warmup_steps=10, weight_decay=0.0)
     eval: EvalConfig = EvalConfig(every=50)
     checkpoint: CheckpointConfig = CheckpointConfig(every=100)
-    log: LogConfig = LogConfig()
-    distributed: DistributedConfig = DistributedConfig()
 
-    def resolve(self, base: Path) -> "SFTConfig":
-        """Relative paths are relative to the config file's directory."""
-        r = _resolver(base)
-        out = self.model_copy(deep=True)
-        out.base, out.out, out.tokenizer = r(self.base), r(self.out), r(self.tokenizer)  # type: ignore[assignment]
-        for f in out.data.files:
-            f.path = r(f.path)  # type: ignore[assignment]
-        return out
+    def _resolve_paths(self, r: Any) -> None:
+        self.base, self.tokenizer = r(self.base), r(self.tokenizer)
+        for f in self.data.files:
+            f.path = r(f.path)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from mixlab.errors import ConfigError, RunError, storage_problem
 from mixlab.logs import bars_enabled, log
 from train import checkpoint
+from train.config import TrainConfig
 
 IGNORE = -100
 
@@ -181,7 +182,7 @@ class Trainer:
 
     task = "train"
 
-    def __init__(self, cfg: Any, resume: str | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, resume: str | None = None) -> None:
         """Check the output directory (:func:`check_output`) before anything else, then set up processes and
         seeds."""
         self.cfg = cfg

@@ -1,4 +1,4 @@
-"""The model: a local Hugging Face checkpoint (continued pretraining) or a Llama-style config (from scratch).
+"""The model: a local Hugging Face checkpoint (continued pretraining) or a transformers config (from scratch).
 Nothing is downloaded: a hub name that is not a local directory is refused with a clear message. A model directory
 is checked before it is loaded (config readable, weights present and whole), so a damaged one is named in one line."""
 
@@ -150,12 +150,54 @@ def _config_problem(err: BaseException) -> str:
     return (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
 
 
-def build(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]) -> torch.nn.Module:
-    """The model to train: ``cfg.path`` loaded (checked first) or a Llama built from ``cfg.config`` over
-    :data:`LLAMA_DEFAULTS`. Raises ConfigError naming the key: a path that is not a local, whole model, a vocabulary
-    smaller than the tokenizer's, or an architecture config transformers rejects."""
+def causal_lm_types() -> list[str]:
+    """The transformers ``model_type`` names that have a causal-LM class (``AutoModelForCausalLM``)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
+def architecture_config(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]) -> Any:
+    """The transformers config of a model built from scratch: ``cfg.config`` over the family's defaults (for llama,
+    over :data:`LLAMA_DEFAULTS`, a 4.2M-parameter model), with the tokenizer's vocabulary size and special ids.
+    Raises ConfigError naming the key: a model type without a causal-LM class, a value the family's config
+    rejects, or fewer positions than ``data.seq_len``."""
+    import difflib
+
     from huggingface_hub.errors import StrictDataclassError
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig
+
+    kind = cfg.model_type
+    known = causal_lm_types()
+    if kind not in known:
+        near = difflib.get_close_matches(kind, known, n=3)
+        key = "model.architecture" if cfg.architecture else "model.config.model_type"
+        raise ConfigError(f"{key}: {kind!r} is not a transformers model type with a causal-LM class"
+                          + (f" (did you mean {', '.join(near)}?)" if near else "")
+                          + "; e.g. llama, qwen2, mistral, gemma2, phi3, gpt2, gpt_neox")
+    values = {k: v for k, v in cfg.config.items() if k != "model_type"}
+    if kind == "llama":
+        values = {**LLAMA_DEFAULTS, **values}
+        values.setdefault("max_position_embeddings", max(seq_len, 2048))
+    try:
+        config = AutoConfig.for_model(kind, vocab_size=vocab_size, bos_token_id=special.get("bos"),
+                                      eos_token_id=special.get("eos"), pad_token_id=special.get("pad"), **values)
+    except (TypeError, ValueError, StrictDataclassError) as e:
+        raise ConfigError(f"model.config: {_config_problem(e)}") from None
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions < seq_len:
+        key = getattr(config, "attribute_map", {}).get("max_position_embeddings", "max_position_embeddings")
+        raise ConfigError(f"model.config.{key} ({positions}) < data.seq_len ({seq_len})")
+    return config
+
+
+def build(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, int | None]) -> torch.nn.Module:
+    """The model to train: ``cfg.path`` loaded (checked first) or one built from scratch by
+    :func:`architecture_config` (any transformers causal-LM family; llama by default). Raises ConfigError naming
+    the key: a path that is not a local, whole model, a vocabulary smaller than the tokenizer's, or an
+    architecture config transformers rejects."""
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import AutoModelForCausalLM
 
     if cfg.path is not None:
         path = Path(cfg.path)
@@ -168,19 +210,10 @@ def build(cfg: ModelConfig, vocab_size: int, seq_len: int, special: dict[str, in
             raise ConfigError(f"model.path: the checkpoint's vocabulary ({model.config.vocab_size}) is smaller than "
                               f"the tokenizer's ({vocab_size}); use the tokenizer it was trained with")
         return model
-    values = {**LLAMA_DEFAULTS, **cfg.config}
-    values.setdefault("max_position_embeddings", max(seq_len, 2048))
+    config = architecture_config(cfg, vocab_size, seq_len, special)
     try:
-        config = LlamaConfig(vocab_size=vocab_size, bos_token_id=special.get("bos"), eos_token_id=special.get("eos"),
-                             pad_token_id=special.get("pad"), **values)
-    except (TypeError, ValueError, StrictDataclassError) as e:
-        raise ConfigError(f"model.config: {_config_problem(e)}") from None
-    if config.max_position_embeddings < seq_len:
-        raise ConfigError(f"model.config.max_position_embeddings ({config.max_position_embeddings}) < data.seq_len "
-                          f"({seq_len})")
-    try:
-        return LlamaForCausalLM(config)
-    except (TypeError, ValueError, StrictDataclassError) as e:
+        return AutoModelForCausalLM.from_config(config)
+    except (TypeError, ValueError, StrictDataclassError, AttributeError, RuntimeError) as e:
         raise ConfigError(f"model.config: {_config_problem(e)}") from None
 
 
