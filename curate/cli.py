@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from mixlab import cli
-from mixlab.errors import EXIT_OK, MixlabError
+from mixlab.errors import EXIT_OK, MixlabError, RunError
 from mixlab.logs import log
 
 
@@ -34,6 +35,17 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("output", type=Path)
     i.add_argument("--verify", action="store_true",
                    help="re-hash every file the manifest lists against its sha256; exit 1 naming damaged ones")
+    mx = sub.add_parser("mix", help="write a weighted mixture of a corpus as shuffled Parquet shards")
+    mx.add_argument("corpus", type=Path, help="a corpus directory written by `curate run`")
+    mx.add_argument("--weights", required=True, type=Path, metavar="MIXTURE.json",
+                    help="a mixture.json (its 'weights') or a {domain: weight} JSON object; normalized")
+    mx.add_argument("--tokens", required=True, metavar="N", help="tokens in all, e.g. 1000000 or 1e6")
+    mx.add_argument("--out", required=True, type=Path, help="empty or new directory, or an earlier mix output")
+    mx.add_argument("--seed", type=int, default=0)
+    mx.add_argument("--max-repetition", type=float, default=4.0, help="epochs a domain may be repeated (4)")
+    mx.add_argument("--tokenizer", type=Path, help="count tokens exactly with this tokenizer directory "
+                    "(default: the corpus's bytes-per-token estimate)")
+    mx.add_argument("--shard-docs", type=int, default=50_000, help="documents per output shard")
 
     lm = sub.add_parser("lm", help="KenLM language models").add_subparsers(dest="action", required=True)
     t = lm.add_parser("train", help="train a CCNet-style SentencePiece + KenLM model")
@@ -112,6 +124,20 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if not lay.manifest.exists():
         hint = " (an unfinished run: `curate run` again to resume)" if lay.state.exists() else ""
         raise MixlabError(f"{args.output}: no manifest.json, not a complete corpus{hint}")
+    from curate import mix
+
+    if mix.is_mix_output(args.output):
+        m = mix.read_mix_manifest(args.output)
+        print(f"a `curate mix` dataset of {m['source']['corpus']} (seed {m['seed']}), created {m['created_at']}")
+        _print_mix(args.output, m)
+        if args.verify:
+            problems = mix.verify(args.output, m)
+            for p in problems:
+                print(f"DAMAGED {p}")
+            if problems:
+                raise RunError(f"{args.output}: {len(problems)} damaged files (first: {problems[0]})")
+            print(f"verified: all {len(m['files'])} files match the manifest's sha256")
+        return EXIT_OK
     m = read_manifest(lay.manifest)
     print(f"{m['name']}  recipe {m['recipe_hash'][:12]}  created {m['created_at']}  corpus {m['corpus_sha256'][:16]}")
     print(f"{'domain':<16}{'docs':>10}{'MB':>10}{'est. tokens':>14}{'shards':>8}{'weight':>8}")
@@ -133,6 +159,25 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             raise damaged_corpus_error(args.output, problems)
         print(f"verified: all {n} files ({nbytes / 1e6:,.1f} MB) match the manifest's sha256")
     return EXIT_OK
+
+
+def _cmd_mix(args: argparse.Namespace) -> int:
+    from curate import mix
+
+    m = mix.mix(args.corpus, args.weights, mix.parse_count(args.tokens, "--tokens"), args.out, seed=args.seed,
+                max_repetition=args.max_repetition, tokenizer=args.tokenizer, shard_docs=args.shard_docs)
+    _print_mix(args.out, m)
+    return EXIT_OK
+
+
+def _print_mix(out: Path, m: dict[str, Any]) -> None:
+    """The per-domain table of a `curate mix` manifest."""
+    print(f"{'domain':<16}{'weight':>8}{'tokens asked':>14}{'written':>12}{'docs':>8}{'epochs':>8}")
+    for d, v in m["domains"].items():
+        print(f"{d:<16}{v['weight']:>8.3f}{v['tokens_requested']:>14,}{v['tokens_written']:>12,}"
+              f"{v['docs_written']:>8,}{v['repetition']:>8.2f}")
+    print(f"{out}: {m['docs_written']:,} documents, {m['tokens_written']:,} tokens "
+          f"({m['counting']['method']}) in {len(m['files'])} shards")
 
 
 def _cmd_lm(args: argparse.Namespace) -> int:
@@ -158,7 +203,7 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     commands = {"run": _cmd_run, "validate": _cmd_validate, "inspect": _cmd_inspect, "lm": _cmd_lm,
-                "classifier": _cmd_classifier}
+                "classifier": _cmd_classifier, "mix": _cmd_mix}
     return cli.run(_parser(), commands, argv, interrupted="run the same command again to resume")
 
 
