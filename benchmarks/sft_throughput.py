@@ -123,10 +123,16 @@ def build_corpus(root: Path) -> Path:
     return out
 
 
-def build_base(root: Path, tokenizer: Path) -> Path:
-    """An untrained Llama (``MODEL``, built by ``train.model.build``) saved with ``save_pretrained`` and the
-    tokenizer: the directory `train sft` takes as ``base``."""
-    out = root / "base"
+FAMILY_EXTRA: dict[str, dict[str, Any]] = {"llama": {}, "qwen2": {}, "mistral": {"sliding_window": None},
+                                            "phi3": {}, "gemma2": {"head_dim": 64}}
+"""per family, what it needs beyond ``MODEL`` for the same shape (Gemma2's default head_dim is 256)"""
+
+
+def build_base(root: Path, tokenizer: Path, family: str = "llama") -> Path:
+    """An untrained ``family`` model of the shape ``MODEL`` (built by ``train.model.build`` from the family's
+    transformers config) saved with ``save_pretrained`` and the tokenizer: the directory `train sft` takes as
+    ``base``."""
+    out = root / ("base" if family == "llama" else f"base-{family}")
     if (out / "config.json").exists():
         return out
     from transformers import AutoTokenizer
@@ -134,20 +140,21 @@ def build_base(root: Path, tokenizer: Path) -> Path:
     from train.config import ModelConfig
     from train.model import build
 
-    say(f"setup: Llama {MODEL} -> {out.relative_to(ROOT)}")
+    say(f"setup: {family} {MODEL} -> {out.relative_to(ROOT)}")
     tok = AutoTokenizer.from_pretrained(str(tokenizer))
     torch.manual_seed(SEED)
     special = {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id}
-    model = build(ModelConfig(config=dict(MODEL)), len(tok), 2048, special)
+    config = {**MODEL, "max_position_embeddings": 2048, "tie_word_embeddings": True, **FAMILY_EXTRA[family]}
+    model = build(ModelConfig(architecture=family, config=config), len(tok), 2048, special)
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
 
 
-def build_setup(root: Path) -> Path:
+def build_setup(root: Path, family: str = "llama") -> Path:
     """The base model directory (with its tokenizer), built once."""
     corpus = build_corpus(root)
-    return build_base(root, train_tokenizer(root / f"tokenizer-{TOKENIZER_VOCAB}", corpus, TOKENIZER_VOCAB))
+    return build_base(root, train_tokenizer(root / f"tokenizer-{TOKENIZER_VOCAB}", corpus, TOKENIZER_VOCAB), family)
 
 
 # ---------------------------------------------------------------------------------------------------- configs
@@ -512,6 +519,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lora-dropout", type=float, default=0.05, help="both loops (default 0.05, `train sft`'s)")
     p.add_argument("--hf-sampling", choices=["sequential", "random", "group_by_length"], default="sequential",
                    help="HF Trainer sampler (default sequential: ours' epoch order)")
+    p.add_argument("--family", choices=sorted(FAMILY_EXTRA), default="llama",
+                   help="the base model's family, same shape (default llama)")
     p.add_argument("--profile", action="store_true", help="cProfile of our loop, operator tables of both")
     p.add_argument("--no-wait", action="store_true", help="time at once even if other benchmarks run")
     p.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
@@ -534,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = Shape(args.batch_size, args.max_len, args.warmup, args.steps, args.lora_dropout)
     if wait:
         wait_until_quiet(pattern=WAIT_PATTERN)
-    base = build_setup(OUT)
+    base = build_setup(OUT, args.family)
     runs = OUT / "runs"
 
     probe = new_sft_trainer(base, shape, runs / "probe")
@@ -562,9 +571,9 @@ def main(argv: list[str] | None = None) -> int:
 
     met = "met" if ratio >= RATIO_TARGET else "NOT met"
     lines = [
-        f"- base: untrained Llama {MODEL}, vocab {TOKENIZER_VOCAB}, tied embeddings "
+        f"- base: untrained {args.family} {MODEL}, vocab {TOKENIZER_VOCAB}, tied embeddings "
         f"(`{base.relative_to(ROOT)}`); LoRA r {LORA_R}, alpha {LORA_ALPHA:g}, dropout {shape.lora_dropout:g} on "
-        f"q/k/v/o/gate/up/down: {trainable:,} trainable of {total:,} parameters",
+        f"every decoder linear layer: {trainable:,} trainable of {total:,} parameters",
         data_line(probe),
         f"- micro-batch {shape.batch} rows (max_len {shape.max_len}), grad_accum 1, fp32 CPU, {shape.warmup} warmup "
         f"+ {shape.steps} timed optimizer steps per run, {args.repeat} alternating rounds (A/B), median; AdamW "
@@ -588,8 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         sections += profile_sections(base, shape, data, runs)
 
-    entry = "\n".join([*header("SFT throughput: `train sft` (LoRA, packed) vs peft + HF Trainer (padded)", command,
-                                commit, torch_machine_line("cpu", "transformers", "peft")), *lines, "", *sections])
+    title = f"SFT throughput ({args.family}): `train sft` (LoRA, packed) vs peft + HF Trainer (padded)"
+    entry = "\n".join([*header(title, command, commit, torch_machine_line("cpu", "transformers", "peft")), *lines,
+                        "", *sections])
     print("\n" + entry)
     if not args.no_record:
         append_results(entry)

@@ -19,6 +19,7 @@ import torch
 
 from mixlab.logs import log
 from train import data as data_mod
+from train import packing
 from train.config import PretrainConfig
 from train.corpus import Corpus
 from train.loop import Batch, Trainer
@@ -28,25 +29,15 @@ from train.tokenizer import tokenizer_hash
 CHINCHILLA_TOKENS_PER_PARAM = 20
 
 
-def model_inputs(tokens: torch.Tensor, eos: int, document_masking: bool, dtype: torch.dtype) -> dict[str, Any]:
-    """Model kwargs for a (B, L) batch: with document masking, positions restart after each EOS and attention
-    stays inside each document."""
+def model_inputs(tokens: torch.Tensor, eos: int, document_masking: bool, dtype: torch.dtype = torch.float32,
+                 mode: packing.Mode = packing.POSITION_IDS) -> dict[str, Any]:
+    """Model kwargs for a (B, L) batch: with document masking, positions restart after each EOS (a row that starts
+    inside a document starts at 0) and attention stays inside each document, fed to the model by ``mode`` (see
+    `train/packing.py`; ``dtype`` is the block mask's)."""
     if not document_masking:
         return {"input_ids": tokens}
     pos, doc = data_mod.document_positions(tokens.cpu().numpy(), eos)
-    return segment_inputs(tokens, torch.from_numpy(pos), torch.from_numpy(doc), dtype)
-
-
-def segment_inputs(tokens: torch.Tensor, positions: torch.Tensor, segments: torch.Tensor,
-                   dtype: torch.dtype) -> dict[str, Any]:
-    """Model kwargs for rows made of several segments (documents, packed samples): positions as given, and a 4D
-    additive mask that is causal inside each segment and blocks attention across segments."""
-    seg = segments.to(tokens.device)
-    L = tokens.shape[1]
-    causal = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()
-    allowed = causal[None] & (seg[:, :, None] == seg[:, None, :])
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=tokens.device).masked_fill(~allowed, torch.finfo(dtype).min)
-    return {"input_ids": tokens, "position_ids": positions.to(tokens.device), "attention_mask": mask[:, None]}
+    return packing.segment_inputs(tokens, torch.from_numpy(pos), torch.from_numpy(doc), mode, dtype)
 
 
 class Pretrainer(Trainer):
@@ -59,6 +50,7 @@ class Pretrainer(Trainer):
         self.tokenizer = load_tokenizer(cfg.tokenizer, "tokenizer")
         self.eos = self.tokenizer.eos_token_id
         self._inputs: dict[str, Any] | None = None
+        self.attention: packing.Mode = packing.POSITION_IDS
         resumed = self.open_checkpoint(resume)
         special = {"bos": self.tokenizer.bos_token_id, "eos": self.eos, "pad": self.tokenizer.pad_token_id}
         # built before the token cache, so that a wrong model.path or model.config is refused before tokenizing
@@ -74,6 +66,8 @@ class Pretrainer(Trainer):
             self.sampler.extend((new_end - end) * self.global_batch)
         self.tokens_by_domain: dict[str, int] = {d: 0 for d in self.data.weights}
         self.setup(resume)
+        if cfg.data.document_masking:
+            self.attention = packing.choose(self.module, "data.document_masking")
         self._eval = {d: data_mod.eval_sequences(s, cfg.data.seq_len, cfg.eval.tokens_per_domain)
                       for d, s in self.data.heldout.items()}
 
@@ -99,7 +93,7 @@ class Pretrainer(Trainer):
 
     def _batch(self, tokens: np.ndarray, names: list[str]) -> Batch:
         t = torch.from_numpy(tokens).to(self.dist.device)
-        inputs = model_inputs(t[:, :-1], self.eos, self.cfg.data.document_masking, torch.float32)
+        inputs = model_inputs(t[:, :-1], self.eos, self.cfg.data.document_masking, torch.float32, self.attention)
         return Batch(inputs, t[:, 1:], names)
 
     def micro_batch(self, step: int, micro: int) -> Batch:

@@ -24,7 +24,7 @@ from train import sft_data
 from train.config import SFTConfig
 from train.loop import IGNORE, Batch, Trainer
 from train.model import from_pretrained
-from train.pretrain import segment_inputs
+from train.packing import POSITION_IDS, Mode, choose, segment_inputs
 from train.tokenizer import load_tokenizer
 
 PROMPT_METHODS = {"prompt_tuning", "prefix_tuning", "p_tuning"}
@@ -214,6 +214,7 @@ class SFTTrainer(Trainer):
                      "(tie_word_embeddings); base + adapter is exact, and --merge unties them in the merged model")
         self._epochs: dict[int, list[list[int]]] = {}
         self.setup(resume)
+        self.attention: Mode = choose(self.module, "data.packing") if self.packing else POSITION_IDS
 
     def _report_data(self) -> None:
         sft_data.report(self.prepared)
@@ -256,10 +257,10 @@ class SFTTrainer(Trainer):
                     labels[r, at] = IGNORE  # a sample's first token is never a target of the previous one
                     pos[r, at:at + n], seg[r, at:at + n] = np.arange(n), k
                     at += n
-                seg[r, at:] = len(examples)  # padding: its own segment
+                pos[r, at:], seg[r, at:] = np.arange(L - at), len(examples)  # padding: its own segment
             t = torch.from_numpy(ids).to(self.dist.device)
             inputs = segment_inputs(t[:, :-1], torch.from_numpy(pos[:, :-1]), torch.from_numpy(seg[:, :-1]),
-                                    torch.float32)
+                                    self.attention, torch.float32)
             return Batch(inputs, torch.from_numpy(labels[:, 1:]).to(self.dist.device), names)
         L = max(len(r[0].ids) for r in rows)
         ids = np.full((len(rows), L), pad, dtype=np.int64)

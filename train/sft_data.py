@@ -6,15 +6,18 @@ Every record becomes ``[{"role": system|user|assistant, "content": str}, ...]``.
 (or fail the run, `on_error: fail`).
 
 The chat template is the tokenizer's own when it has one, else :data:`DEFAULT_JINJA`, and it is saved with the
-model. Token ids are those of ``apply_chat_template`` on the whole conversation; which characters, hence tokens,
-belong to an assistant turn is found by rendering its prefixes. An assistant turn's tokens and the EOS that ends it
-carry labels, everything else is ``-100``. Training and `train generate` use the same code.
+model. Token ids are those of ``apply_chat_template`` on the whole conversation. An assistant's content and the
+end-of-turn token after it (``<|im_end|>``, ``<end_of_turn>``, ``<|end|>``, EOS) carry labels, found by the
+template's ``{% generation %}`` marks or by rendering (:class:`ChatFormat`); everything else, role headers included,
+is ``-100``, as in LLaMA-Factory and torchtune. Training and `train generate` use the same code.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,11 +188,28 @@ def load(path: Path, fmt: str) -> tuple[list[Conversation], list[Problem]]:
     return convs, problems
 
 
+GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
+"""the marker of a template that says which text is the assistant's (``{% generation %}...{% endgeneration %}``)"""
+SENTINEL = "\ue000{}\ue001"
+"""stands for an assistant's content while a conversation's layout is rendered (Unicode private use characters)"""
+RENDER_ERRORS = (TypeError, ValueError, LookupError, AttributeError, ArithmeticError)
+
+
 class ChatFormat:
     """Conversations -> token ids exactly as ``tokenizer.apply_chat_template(messages, tokenize=True)`` makes them
     with the template saved beside the model (the tokenizer's own, else :data:`DEFAULT_JINJA`): rendered by
     transformers' sandboxed Jinja environment, then tokenized in one piece without added special tokens. Training,
     `train generate` and any server of a saved model (transformers, vLLM, llama.cpp) therefore see the same ids.
+
+    Labels go to what the model must write after each generation prompt: the assistant's content, and the end of
+    its turn up to and including the first special token the template renders after that content (``<|im_end|>``,
+    ``<end_of_turn>``, ``<|end|>``, ``</s>``, the default format's EOS). Never the role header, which the prompt
+    holds, nor what follows the end-of-turn token (ChatML's newline, the EOS Phi-3's template appends to a whole
+    conversation). A template with ``{% generation %}`` marks its assistant text itself
+    (``return_assistant_tokens_mask``), as TRL's templates do; without it, the content is found by rendering the
+    conversation with placeholders for the assistant contents, and the generation prompt and the turn by rendering
+    prefixes of the conversation. A system message that the template refuses (Gemma's) or drops (Mistral v0.3's,
+    from a conversation that ends with an assistant turn) is folded into a user turn: see :meth:`conform`.
 
     Raises ConfigError naming the tokenizer's directory when its template cannot be rendered, including one the
     sandbox refuses (a template reaching for ``__class__``, ``os`` and the like runs nothing)."""
@@ -200,9 +220,20 @@ class ChatFormat:
         self.own = bool(template) and template not in (DEFAULT_JINJA, OLD_DEFAULT_JINJA)
         self.template = None if self.own else DEFAULT_JINJA
         self.eos = tokenizer.eos_token_id
+        self.special = set(tokenizer.all_special_ids) | {
+            i for i, t in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items() if getattr(t, "special", 0)}
+        """ids of the tokenizer's special tokens: the first of them after an assistant's content ends its turn"""
         self.merged_starts = 0
         """assistant turns encoded so far whose first token also holds the end of their generation prompt"""
+        self.marked = bool(GENERATION_TAG.search(template if self.own and isinstance(template, str) else "")) \
+            and bool(getattr(tokenizer, "is_fast", False))
+        """the template marks the assistant's text and the tokenizer has the offsets transformers needs for it"""
         self.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
+        self.fold_system = self._system_placement()
+        """None, or where a system message goes when the template would lose it: "first" or "last" user turn"""
+
+    def _where(self) -> str:
+        return getattr(self.tok, "name_or_path", "") or "the tokenizer"
 
     def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
         """The template's text for ``messages`` ("" for none)."""
@@ -213,57 +244,179 @@ class ChatFormat:
         try:
             return self.tok.apply_chat_template(messages, chat_template=self.template, tokenize=False,
                                                 add_generation_prompt=add_generation_prompt)
-        except (jinja2.TemplateError, TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as e:
-            where = getattr(self.tok, "name_or_path", "") or "the tokenizer"
-            reason = " ".join(str(e).split())[:200] or type(e).__name__
-            if isinstance(e, jinja2.exceptions.SecurityError):
-                raise ConfigError(f"{where}: its chat template was refused by the sandbox ({reason}); a chat "
-                                  "template may only format the messages") from None
-            raise ConfigError(f"{where}: its chat template cannot be rendered ({type(e).__name__}: {reason})") from None
+        except (jinja2.TemplateError, *RENDER_ERRORS) as e:
+            raise self._render_error(e) from None
+
+    def _render_error(self, e: Exception) -> ConfigError:
+        import jinja2
+
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        if isinstance(e, jinja2.exceptions.SecurityError):
+            return ConfigError(f"{self._where()}: its chat template was refused by the sandbox ({reason}); a chat "
+                               "template may only format the messages")
+        return ConfigError(f"{self._where()}: its chat template cannot be rendered ({type(e).__name__}: {reason})")
+
+    def _system_placement(self) -> str | None:
+        """Where :meth:`conform` puts a system message the template loses: into the "first" user turn when the
+        template refuses a system role (Gemma's raises; Gemma 3's template folds it there itself), into the
+        "last" when the template drops it from a conversation that ends with an assistant turn but keeps it in a
+        generation prompt (Mistral v0.3's adds it to the last user turn only when that turn ends the conversation),
+        else None."""
+        system, user = {"role": "system", "content": SENTINEL.format("system")}, {"role": "user", "content": "Hi"}
+        try:
+            prompt = self.render([system, user], add_generation_prompt=True)
+        except ConfigError:
+            log.info(f"{self._where()}: its chat template refuses system messages; a conversation's system "
+                     "message is put before its first user message, separated by a blank line")
+            return "first"
+        if system["content"] in self.render([system, user, {"role": "assistant", "content": "Hello"}]) \
+                or system["content"] not in prompt:
+            return None
+        log.info(f"{self._where()}: its chat template drops the system message of a conversation that ends with "
+                 "an assistant turn; it is put before the last user message, separated by a blank line, where "
+                 "the template puts it when it prompts for a reply")
+        return "last"
+
+    def conform(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """``messages`` as the template takes them: a system message the template would refuse or drop folded into
+        a user turn (see :meth:`_system_placement`), else unchanged."""
+        if not (self.fold_system and len(messages) > 1 and messages[0]["role"] == "system"):
+            return messages
+        rest = messages[1:]
+        k = max(i for i, m in enumerate(rest) if m["role"] == "user") if self.fold_system == "last" else 0
+        rest[k] = {**rest[k], "content": f"{messages[0]['content']}\n\n{rest[k]['content']}"}
+        return rest
 
     def encode(self, messages: list[dict[str, str]], add_generation_prompt: bool = False
                ) -> tuple[list[int], list[int]]:
-        """Token ids and, per token, the index of the assistant message it belongs to (-1: not an assistant's). An
-        assistant message owns the tokens after its generation prompt up to and including the EOS that ends it."""
-        text = self.render(messages, add_generation_prompt)
-        spans = [(i, *self._span(messages, i, text)) for i, m in enumerate(messages) if m["role"] == "assistant"]
+        """Token ids of ``self.conform(messages)`` and, per token, the index in ``messages`` of the assistant
+        message it belongs to (-1: not an assistant's; see the class for which tokens an assistant owns). Raises
+        ConfigError when the template cannot be rendered, or its assistant turns cannot be told apart."""
+        msgs = self.conform(messages)
+        shift = len(messages) - len(msgs)
+        ids, owner = (self._marked if self.marked else self._by_rendering)(msgs, add_generation_prompt)
+        return ids, [o + shift if o >= 0 else -1 for o in owner]
+
+    def _marked(self, msgs: list[dict[str, str]], add_generation_prompt: bool) -> tuple[list[int], list[int]]:
+        """Ids and owners from the template's ``{% generation %}`` marks."""
+        import jinja2
+
+        try:
+            out = self.tok.apply_chat_template(msgs, chat_template=self.template, tokenize=True, return_dict=True,
+                                               return_assistant_tokens_mask=True,
+                                               add_generation_prompt=add_generation_prompt)
+        except (jinja2.TemplateError, *RENDER_ERRORS) as e:
+            raise self._render_error(e) from None
+        ids, mask = list(out["input_ids"]), np.asarray(out["assistant_masks"], dtype=np.int64)
+        assistants = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
+        starts = np.flatnonzero(np.diff(np.concatenate([[0], mask])) == 1)
+        ends = np.flatnonzero(np.diff(np.concatenate([mask, [0]])) == -1) + 1
+        if len(starts) != len(assistants):
+            raise ConfigError(f"{self._where()}: its chat template marks {len(starts)} generation spans in a "
+                              f"conversation with {len(assistants)} assistant turns; each assistant turn needs one "
+                              "{% generation %} block")
+        owner = np.full(len(ids), -1, dtype=np.int64)
+        for i, a, b in zip(assistants, starts, ends):
+            owner[a:b] = i
+        return ids, owner.tolist()
+
+    def _by_rendering(self, msgs: list[dict[str, str]], add_generation_prompt: bool
+                      ) -> tuple[list[int], list[int]]:
+        text = self.render(msgs, add_generation_prompt)
+        spans = self._spans(msgs, text, add_generation_prompt)
         try:
             enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
         except NotImplementedError:
             enc = {"input_ids": self.tok(text, add_special_tokens=False)["input_ids"]}
         ids = list(enc["input_ids"])
-        if "offset_mapping" not in enc:  # a tokenizer without offsets: token boundaries from prefixes of the text
-            owner = [-1] * len(ids)
-            for i, a, b in spans:
-                lo, hi = self._boundary(ids, text[:a]), self._boundary(ids, text[:b])
-                owner[lo:hi] = [i] * (hi - lo)
-            return ids, owner
-        starts, ends = (np.asarray([o[k] for o in enc["offset_mapping"]], dtype=np.int64).reshape(-1) for k in (0, 1))
-        owner_a = np.full(len(ids), -1, dtype=np.int64)
-        for i, a, b in spans:
-            owner_a[(starts < b) & ((ends > a) | ((starts == ends) & (starts >= a)))] = i
-            self.merged_starts += int(((starts < a) & (ends > a)).any())
-        return ids, owner_a.tolist()
+        owner = [-1] * len(ids)
+        if "offset_mapping" in enc:  # token k covers characters [starts[k], ends[k])
+            starts, ends = (np.asarray([o[k] for o in enc["offset_mapping"]], dtype=np.int64).reshape(-1)
+                            for k in (0, 1))
+            self.merged_starts += sum(int(((starts < a) & (ends > a)).any()) for _, a, *_, prompted in spans
+                                      if prompted)
+            bounds = [(i, int(np.searchsorted(ends, a, side="right")), int(np.searchsorted(starts, b)),
+                       int(np.searchsorted(ends, t, side="right")), rendered) for i, a, b, t, rendered, _ in spans]
+        else:  # a tokenizer without offsets: token boundaries from prefixes of the text
+            bounds = [(i, self._boundary(ids, text[:a]), self._boundary(ids, text[:b]), self._within(ids, text[:t]),
+                       rendered) for i, a, b, t, rendered, _ in spans]
+        for i, lo, hi, turn_end, rendered in bounds:
+            eot = next((k + 1 for k in range(hi, turn_end) if ids[k] in self.special), None)
+            end = eot or (max(hi, turn_end) if rendered else hi)
+            owner[lo:end] = [i] * (end - lo)
+        return ids, owner
 
-    def _span(self, messages: list[dict[str, str]], i: int, text: str) -> tuple[int, int]:
-        """Characters of ``text`` that assistant message ``i`` adds after its generation prompt, cut after its EOS."""
-        before, upto = self.render(messages[:i]), self.render(messages[: i + 1])
-        if not (upto.startswith(before) and text.startswith(upto)):
-            raise ConfigError(f"{getattr(self.tok, 'name_or_path', '') or 'the tokenizer'}: its chat template does "
-                              "not render conversations prefix by prefix, so assistant turns cannot be told apart; "
-                              "remove its chat_template to use mixlab's default format")
-        prompt = self.render(messages[:i], add_generation_prompt=True)
-        start, end = (len(prompt) if upto.startswith(prompt) else len(before)), len(upto)
-        eos = self.tok.eos_token
-        cut = text.rfind(eos, start, end) if eos else -1
-        return start, (cut + len(eos) if cut >= 0 else end)
+    def _spans(self, msgs: list[dict[str, str]], text: str, add_generation_prompt: bool
+               ) -> list[tuple[int, int, int, int, bool, bool]]:
+        """(message index, start, content end, turn end, rendered, prompted) in characters of ``text`` for each
+        assistant message: its labels start after its generation prompt (``prompted``; else, where the template
+        moves other messages about, at its content), its content ends before the end-of-turn text, and its turn
+        ends where the conversation rendered up to that message stops agreeing with ``text`` (``rendered``; else,
+        when that is not past the content, the next assistant's content or the end of ``text`` bounds the search for
+        the end-of-turn token, and a turn without one ends with its content)."""
+        contents = self._contents(msgs, text, add_generation_prompt)
+        spans, prefix_stable = [], True
+        for k, (i, a, b) in enumerate(contents):
+            prompt = self.render(msgs[:i], add_generation_prompt=True)
+            prompted = text.startswith(prompt) and len(prompt) <= a
+            prefix_stable &= prompted
+            upto = self.render(msgs[: i + 1])
+            turn = len(os.path.commonprefix([upto, text]))
+            limit = contents[k + 1][1] if k + 1 < len(contents) else len(text)
+            spans.append((i, len(prompt) if prompted else a, b, turn if turn > b else limit, turn > b,
+                          prompted))
+        if not prefix_stable and not self._prefix_stable(msgs[1:] if msgs[0]["role"] == "system" else []):
+            raise ConfigError(f"{self._where()}: its chat template does not render conversations prefix by prefix "
+                              "(the generation prompt of an assistant turn is not the text before it), so what the "
+                              "model is trained on is not what it sees when it generates; remove its chat_template "
+                              "to use mixlab's default format")
+        return spans
+
+    def _prefix_stable(self, msgs: list[dict[str, str]]) -> bool:
+        """Whether each assistant turn of ``msgs`` (none: False) follows its generation prompt in the rendering of
+        the whole. A template may put the system message elsewhere (Mistral's puts it in the last user turn): the
+        turns are checked without it."""
+        text = self.render(msgs)
+        return bool(msgs) and all(text.startswith(self.render(msgs[:i], add_generation_prompt=True))
+                                  for i, m in enumerate(msgs) if m["role"] == "assistant")
+
+    def _contents(self, msgs: list[dict[str, str]], text: str, add_generation_prompt: bool
+                  ) -> list[tuple[int, int, int]]:
+        """(message index, start, end) in ``text`` of each assistant message's content as the template renders it
+        (e.g. trimmed): the conversation is rendered with a placeholder for each assistant content, and ``text`` is
+        matched against the template's own text around the placeholders."""
+        assistants = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
+        marked = [{**m, "content": SENTINEL.format(k)} if m["role"] == "assistant" else m
+                  for k, m in enumerate(msgs)]
+        layout = self.render(marked, add_generation_prompt)
+        literals = re.split("\ue000[0-9]+\ue001", layout)
+        found = re.findall("\ue000([0-9]+)\ue001", layout)
+        fail = ConfigError(f"{self._where()}: its chat template does not render each assistant message's content "
+                           "once, unchanged by the other messages, so assistant turns cannot be told apart; remove "
+                           "its chat_template to use mixlab's default format")
+        if found != [str(i) for i in assistants] or not text.startswith(literals[0]) \
+                or not text.endswith(literals[-1]):
+            raise fail
+        out, pos = [], len(literals[0])
+        for k, i in enumerate(assistants):
+            after = literals[k + 1]
+            end = len(text) - len(after) if k + 1 == len(assistants) else text.find(after, pos) if after else -1
+            if end < pos:
+                raise fail
+            out.append((i, pos, end))
+            pos = end + len(after)
+        return out
+
+    def _within(self, ids: list[int], prefix: str) -> int:
+        """How many of ``ids`` lie wholly within ``prefix`` of their text."""
+        head = list(self.tok(prefix, add_special_tokens=False)["input_ids"]) if prefix else []
+        return next((k for k, (x, y) in enumerate(zip(ids, head)) if x != y), min(len(ids), len(head)))
 
     def _boundary(self, ids: list[int], prefix: str) -> int:
         head = list(self.tok(prefix, add_special_tokens=False)["input_ids"]) if prefix else []
         if ids[: len(head)] != head:
-            raise ConfigError(f"{getattr(self.tok, 'name_or_path', '') or 'the tokenizer'}: a turn of the chat "
-                              "template does not end on a token boundary; remove its chat_template to use "
-                              "mixlab's default format")
+            raise ConfigError(f"{self._where()}: a turn of the chat template does not end on a token boundary; "
+                              "remove its chat_template to use mixlab's default format")
         return len(head)
 
 
