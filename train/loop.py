@@ -342,7 +342,7 @@ class Trainer:
     def loss(self, batch: Batch) -> torch.Tensor:
         ctx = torch.autocast(self.dist.device.type, dtype=self.autocast) if self.autocast else nullcontext()
         with ctx:
-            logits = self.model(**batch.inputs, use_cache=False).logits
+            logits = self.model(**{"use_cache": False, **batch.inputs}).logits
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch.labels.reshape(-1),
                                ignore_index=IGNORE)
 
