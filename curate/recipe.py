@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import glob
 import hashlib
@@ -17,19 +18,58 @@ from mixlab.config import Strict, apply_overrides, load_yaml, suggest, validate
 from mixlab.errors import ConfigError
 from mixlab.logs import log
 
-FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "txt", "lines")
+FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "json", "parquet", "txt", "lines")
 _SUFFIX_FORMAT = {".jsonl": "jsonl", ".json": "jsonl", ".jsonl.gz": "jsonl.gz", ".json.gz": "jsonl.gz",
                   ".jsonl.zst": "jsonl.zst", ".json.zst": "jsonl.zst", ".parquet": "parquet"}
 
 
 class Source(Strict):
     path: str | list[str] = Field(description="file path(s) or glob(s), relative to the recipe file")
-    format: Literal["jsonl", "jsonl.gz", "jsonl.zst", "parquet", "txt", "lines"] | None = None
+    format: Literal["jsonl", "jsonl.gz", "jsonl.zst", "json", "parquet", "txt", "lines"] | None = Field(
+        default=None, description="json: one JSON array of records per file; inferred from the extension when "
+                                  "omitted (not for txt or lines)")
     domain: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
     text_field: str = "text"
     id_field: str | None = None
     max_doc_bytes: int = Field(default=16 * 2**20, gt=0)
     on_error: Literal["record", "fail"] = "record"
+    encoding: str = Field(default="utf-8", description="the files' text encoding: a Python codec name (utf-8, "
+                          "latin-1, cp1252, ...) or detect (per file: UTF-8 when the file is valid UTF-8, else "
+                          "cp1252, else latin-1)")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        if v == "detect":
+            return v
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r} (a Python codec name such as utf-8, latin-1, cp1252, or "
+                             "detect)") from None
+        try:
+            "x".encode(v)
+        except (LookupError, UnicodeError, TypeError):
+            raise ValueError(f"{v!r} is not a text encoding") from None
+        return v
+
+    @property
+    def codec(self) -> str:
+        """The encoding's canonical Python name (``utf-8``, ``iso8859-1``, ``cp1252`` ...), or ``detect``."""
+        return self.encoding if self.encoding == "detect" else codecs.lookup(self.encoding).name
+
+    @model_validator(mode="after")
+    def _encoding_fits_format(self) -> "Source":
+        if self.codec in ("utf-8", "detect"):
+            return self
+        if self.format == "parquet":
+            raise ValueError(f"encoding {self.encoding!r}: Parquet strings are UTF-8 by definition; leave encoding "
+                             "out for a parquet source")
+        if self.format != "json" and self.format != "txt" and '\n"{}:'.encode(self.encoding) != b'\n"{}:':
+            raise ValueError(f"encoding {self.encoding!r} does not write ASCII as ASCII, so lines cannot be split "
+                             f"at the line feed byte; convert the files to UTF-8 (e.g. iconv -f {self.encoding} "
+                             "-t utf-8) or use format json or txt")
+        return self
 
     @field_validator("path")
     @classmethod
@@ -96,9 +136,11 @@ class Executor(Strict):
 
 
 class Mixture(Strict):
-    method: Literal["natural", "uniform", "temperature", "manual"] = "natural"
+    method: Literal["natural", "uniform", "temperature", "manual", "doremi"] = "natural"
     tau: float | None = Field(default=None, gt=0)
     weights: dict[str, float] | None = None
+    doremi: str | None = Field(default=None, description="method doremi: a `train doremi` config file (relative to "
+                                                          "the recipe); its corpus and out are set by the run")
 
     @model_validator(mode="after")
     def _method_params(self) -> "Mixture":
@@ -113,7 +155,29 @@ class Mixture(Strict):
             raise ValueError(f"weights are only used with method 'manual' (method is {self.method!r})")
         if self.method != "temperature" and self.tau is not None:
             raise ValueError(f"tau is only used with method 'temperature' (method is {self.method!r})")
+        if self.method == "doremi" and not self.doremi:
+            raise ValueError("method 'doremi' needs doremi: a `train doremi` config file (e.g. doremi.yaml)")
+        if self.method != "doremi" and self.doremi is not None:
+            raise ValueError(f"doremi is only used with method 'doremi' (method is {self.method!r})")
         return self
+
+    def doremi_config(self, base: Path, corpus: Path) -> Any:
+        """The `train doremi` config of method doremi (a ``train.config.DoReMiConfig``), read from ``self.doremi``
+        (relative to ``base``, the recipe's directory) with ``corpus`` as its corpus and ``corpus/doremi`` as its
+        out. Imports ``train`` only here. Raises ConfigError naming ``mixture.doremi`` when the file is missing or
+        invalid, or the train extra (torch, transformers) is not installed."""
+        import importlib.util
+
+        if any(importlib.util.find_spec(m) is None for m in ("torch", "transformers")):
+            raise ConfigError("mixture.method doremi needs the train extra: pip install -e .[train]")
+        from train.config import DoReMiConfig
+
+        assert self.doremi is not None
+        path = resolve(base, self.doremi)
+        if not path.is_file():
+            raise ConfigError(f"mixture.doremi: {self.doremi!r} does not exist (resolved to {path})")
+        data = {**load_yaml(path), "corpus": str(corpus), "out": str(corpus / "doremi")}
+        return validate(DoReMiConfig, data, source=f"mixture.doremi: {path}").resolve(path.resolve().parent)
 
 
 class RecipeModel(Strict):
@@ -178,11 +242,22 @@ def resolve(base: Path, path: str) -> Path:
 
 
 def infer_format(path: Path) -> str | None:
+    """The format of ``path`` from its extension; a ``.json`` file is ``json`` when it starts with ``[`` (a JSON
+    array, after any byte order mark and whitespace), else ``jsonl``."""
     name = path.name.lower()
     for suffix, fmt in sorted(_SUFFIX_FORMAT.items(), key=lambda kv: -len(kv[0])):
         if name.endswith(suffix):
-            return fmt
+            return "json" if suffix == ".json" and _starts_array(path) else fmt
     return None
+
+
+def _starts_array(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").startswith(b"[")
 
 
 def _expand(base: Path, source: Source, i: int, owners: dict[Any, int] | None = None) -> list[Path]:
@@ -337,6 +412,8 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     data = apply_overrides(load_yaml(path), overrides)
     model = validate(RecipeModel, data, source=str(path))
     base = path.resolve().parent
+    if model.mixture.method == "doremi":
+        model.mixture.doremi_config(base, resolve(base, model.output.dir))
     steps = parse_steps(model.steps, str(path))
     files = []
     owners: dict[Any, int] = {}

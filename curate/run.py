@@ -1,5 +1,6 @@
 """`curate run`: prepare the output directory, run the plan's phases on an executor, then write stats, the
-mixture, the card and (last, atomically) the manifest."""
+mixture, the card and (last, atomically) the manifest. With mixture method doremi, the corpus is first written
+without ``mixture.json``, then DoReMi learns the weights on it and the mixture, card and manifest are written again."""
 
 from __future__ import annotations
 
@@ -13,21 +14,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from curate import card, integrity, reuse, tasks
+from curate import card, integrity, languages, reuse, tasks
 from curate.executors import LocalExecutor, Task
 from curate.layout import WORK_FORMAT, Layout, read_json, write_json_atomic, write_text_atomic
-from curate.mixture import weigh
+from curate.mixture import learn_doremi, weigh
 from curate.plan import Plan, build_plan
 from curate.readers import READ_STEP
 from curate.recipe import Recipe, check_output
 from curate.steps import REGISTRY
+from curate.tokens import METHOD as TOKEN_ESTIMATE
 from mixlab import __version__
 from mixlab import logs
 from mixlab.errors import ConfigError, MixlabError, RunError, storage_problem
 from mixlab.logs import log
 
-BYTES_PER_TOKEN = 4.0
-"""Token estimate used in the manifest and the natural mixture until `train` tokenizes for real."""
+LEGACY_BYTES_PER_TOKEN = 4.0
+"""Tokens of a shard written by an earlier mixlab, which recorded no estimate: its text bytes / 4."""
 
 
 def prepare_output(recipe: Recipe, root: Path, fresh: bool) -> str:
@@ -113,7 +115,7 @@ def run(recipe: Recipe, root: Path, workers: int, fresh: bool = False, keep_work
             raise integrity.damaged_corpus_error(root, problems)
         log.info(f"{root}: already complete for this recipe, its {n} files ({nbytes / 1e6:,.1f} MB) match the "
                  "manifest (use --fresh to rebuild)")
-        return manifest
+        return _learned_mixture(recipe, lay, manifest)
     _fingerprint_inputs(recipe, lay, state)
     handler = logs.add_file(lay.log)
     try:
@@ -194,7 +196,7 @@ def _run(plan: Plan, lay: Layout, state: str, workers: int, keep_work: bool) -> 
         final += [Task(f"finalize/removed/{s}", "finalize_side", (s,)) for s in removal_steps]
         final.append(Task("finalize/errors", "finalize_side", ("errors",)))
         ex.run([t for t in final if not lay.done(t.id)], "write shards")
-    manifest = _write_outputs(plan, lay, domains, time.time() - started)
+    manifest = _learned_mixture(recipe, lay, _write_outputs(plan, lay, domains, time.time() - started))
     if not keep_work:
         shutil.rmtree(lay.work, ignore_errors=True)
     return manifest
@@ -211,7 +213,8 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     for d in plan.domains:
         shards = _shards(lay, f"finalize/data/{d}") if d in domains else []
         docs, nbytes = sum(s["docs"] for s in shards), sum(s["bytes"] for s in shards)
-        per_domain[d] = {"docs": docs, "bytes": nbytes, "est_tokens": round(nbytes / BYTES_PER_TOKEN),
+        tokens = sum(s.get("est_tokens", s["bytes"] / LEGACY_BYTES_PER_TOKEN) for s in shards)
+        per_domain[d] = {"docs": docs, "bytes": nbytes, "est_tokens": round(tokens),
                          "shards": shards}
     removed_by_step: dict[str, dict[str, int]] = {}
     funnel = []
@@ -229,6 +232,8 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
                      "kept": st["documents_in"] - n_removed, "removed_by_reason": removed_by_step[name],
                      "histograms": {col: {"edges": _edges(name, col), "counts": c}
                                     for col, c in st["histograms"].items()}}
+        if st.get("notes"):
+            stats_doc["notes"] = dict(sorted(st["notes"].items()))
         for stage in ("reduce", "combine"):
             if stage in st:
                 stats_doc[stage] = st[stage]
@@ -247,8 +252,10 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     import pyarrow.parquet as pq
     for s in error_shards:
         error_kinds.update(pq.read_table(lay.root / s["path"], columns=["kind"])["kind"].to_pylist())
-    mixture = weigh(recipe.model.mixture, {d: per_domain[d]["est_tokens"] for d in plan.domains})
-    write_json_atomic(lay.mixture, mixture)
+    learned = recipe.model.mixture.method == "doremi"  # mixture.json comes later, from _learned_mixture
+    mixture = None if learned else weigh(recipe.model.mixture, {d: per_domain[d]["est_tokens"] for d in plan.domains})
+    if mixture is not None:
+        write_json_atomic(lay.mixture, mixture)
     corpus_hash = hashlib.sha256("".join(s["sha256"] for d in sorted(per_domain)
                                          for s in per_domain[d]["shards"]).encode()).hexdigest()
     manifest = {
@@ -257,17 +264,37 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
         "tool_versions": _versions(),
         "sources": [{"domain": s.domain, "format": s.format, "files": [recipe.source_name(f) for f in files]}
                     for s, files in zip(recipe.model.sources, recipe.files)],
-        "domains": per_domain, "corpus_sha256": corpus_hash, "bytes_per_token_estimate": BYTES_PER_TOKEN,
+        "domains": per_domain, "corpus_sha256": corpus_hash, "token_estimate": TOKEN_ESTIMATE,
+        "bytes_per_token_estimate": round(sum(v["bytes"] for v in per_domain.values())
+                                          / max(1, sum(v["est_tokens"] for v in per_domain.values())), 4),
         "removed": {name: _shards(lay, f"finalize/removed/{name}") for name in removed_by_step},
         "keep_removed": recipe.model.output.keep_removed if isinstance(recipe.model.output.keep_removed, str)
         else f"sample {recipe.model.output.keep_removed.sample}",
         "errors": {"shards": error_shards, "by_kind": dict(sorted(error_kinds.items()))},
-        "files": integrity.file_entries(lay.root, [lay.mixture, *(p for p in (lay.root / "index").rglob("*")
-                                                                   if p.is_file() and not p.name.startswith("."))]),
-        "funnel": funnel, "accounting": accounting, "mixture": mixture["weights"],
+        "files": integrity.file_entries(lay.root, [*([lay.mixture] if mixture else []),
+                                                   *(p for p in (lay.root / "index").rglob("*")
+                                                     if p.is_file() and not p.name.startswith("."))]),
+        "funnel": funnel, "accounting": accounting, "mixture": mixture["weights"] if mixture else {},
     }
+    if "langid" in collected["steps"]:
+        manifest["languages"] = languages.keep_rates(lay.root, per_domain, collected["steps"]["langid"]["notes"])
     text = card.render(manifest)
     write_text_atomic(lay.card, text)
+    write_text_atomic(lay.manifest, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest
+
+
+def _learned_mixture(recipe: Recipe, lay: Layout, manifest: dict[str, Any]) -> dict[str, Any]:
+    """With mixture method doremi and no ``mixture.json`` in the manifest yet: learn the weights on the corpus
+    (:func:`curate.mixture.learn_doremi`), then write ``mixture.json``, the card and the manifest with them."""
+    if recipe.model.mixture.method != "doremi" or any(f["path"] == "mixture.json" for f in manifest["files"]):
+        return manifest
+    mixture = learn_doremi(recipe, lay.root, {d: v["est_tokens"] for d, v in manifest["domains"].items()})
+    write_json_atomic(lay.mixture, mixture)
+    manifest = {**manifest, "mixture": mixture["weights"],
+                "files": sorted([*manifest["files"], *integrity.file_entries(lay.root, [lay.mixture])],
+                                key=lambda f: f["path"])}
+    write_text_atomic(lay.card, card.render(manifest))
     write_text_atomic(lay.manifest, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 

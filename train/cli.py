@@ -1,4 +1,4 @@
-"""The `train` command: tokenizer, pretrain, sft, generate."""
+"""The `train` command: tokenizer, pretrain, sft, doremi, ablate, generate."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     sf.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint or from PATH")
     sf.add_argument("--stop-at", type=int, metavar="STEP")
     sf.add_argument("--merge", action="store_true", help="also write OUT/final/merged, the adapter folded in")
+    dr = sub.add_parser("doremi", help="DoReMi domain weights: a reference model, then a proxy trained with Group DRO")
+    dr.add_argument("config", type=Path)
+    dr.add_argument("overrides", nargs="*", metavar="key.path=value")
+    dr.add_argument("--resume", action="store_true", help="continue a killed run in the same out")
+    ab = sub.add_parser("ablate", help="mixture study: proxy runs per (mixture, seed), a regression, a proposed mixture")
+    ab.add_argument("config", type=Path)
+    ab.add_argument("overrides", nargs="*", metavar="key.path=value")
     g = sub.add_parser("generate", help="sample from a model, an adapter or a merged model with its chat format")
     g.add_argument("model", type=Path)
     g.add_argument("--prompt", help="one user message (else --interactive)")
@@ -119,6 +126,33 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_doremi(args: argparse.Namespace) -> int:
+    from train.config import DoReMiConfig
+    from train.doremi import learn
+
+    cfg = load_config(DoReMiConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
+    logs.configure_libraries()
+    with _interruptible(Path(cfg.out)):
+        mixture = learn(cfg, resume=args.resume)
+    log.info("doremi weights: " + ", ".join(f"{d} {w:.4f}" for d, w in mixture["weights"].items()))
+    log.info(f"mixture: {Path(cfg.out) / 'mixture.json'}")
+    return EXIT_OK
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from train.ablate import run_study
+    from train.config import AblateConfig
+
+    cfg = load_config(AblateConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
+    logs.configure_libraries()
+    result = run_study(cfg)
+    log.info(f"best observed: {result['best']['mixture']} ({result['best']['mean']:.4f}); proposed ("
+             f"{result['model']}, predicted {result['predicted']:.4f}): "
+             + ", ".join(f"{d} {w:.3f}" for d, w in result["proposal"].items()))
+    log.info(f"report: {result['report']}; mixture: {result['mixture']}")
+    return EXIT_OK
+
+
 def _check_generate_arguments(args: argparse.Namespace) -> None:
     """Refuse sampling settings and model paths that cannot work, before a model is loaded (ConfigError)."""
     from train.model import check_model_directory
@@ -156,7 +190,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    commands = {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain, "sft": _cmd_sft, "generate": _cmd_generate}
+    commands = {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain, "sft": _cmd_sft, "doremi": _cmd_doremi,
+                "ablate": _cmd_ablate, "generate": _cmd_generate}
     return cli.run(_parser(), commands, argv, interrupted="run the same command again")
 
 

@@ -148,7 +148,7 @@ class PretrainConfig(TrainConfig):
 
 class SFTFile(Strict):
     path: str
-    format: Literal["auto", "alpaca", "sharegpt", "messages"] = "auto"
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "xtuner"] = "auto"
     weight: float = Field(default=1.0, gt=0)
 
 
@@ -190,3 +190,125 @@ class SFTConfig(TrainConfig):
         self.base, self.tokenizer = r(self.base), r(self.tokenizer)
         for f in self.data.files:
             f.path = r(f.path)
+
+
+class DoReMiParams(Strict):
+    eta: float = Field(default=1.0, gt=0, description="step size of the exponentiated-gradient weight update")
+    smoothing: float = Field(default=1e-3, ge=0, le=1, description="c in alpha <- (1 - c) alpha + c / k")
+    sampling: Literal["uniform", "reference"] = Field(
+        default="uniform", description="how the proxy's batches are drawn: uniformly over domains (the paper), or "
+                                       "by the reference weights")
+
+
+class ReferenceConfig(Strict):
+    weights: str = Field(default="natural", description="the reference model's mixture: natural (the corpus's "
+                                                        "tokens per domain), uniform, or a mixture.json path")
+
+
+class DoReMiConfig(TrainConfig):
+    """`train doremi`: DoReMi domain weights (Xie et al. 2023). The issue's keys map onto the shared sections:
+    ``steps`` is ``optim.max_steps``, ``batch_size`` is ``optim.batch_size``, ``seq_len`` is ``data.seq_len``,
+    ``eta``/``smoothing`` are ``doremi.eta``/``doremi.smoothing``; ``model`` is the proxy's model, and the reference
+    model has the same shape and the same ``optim`` and ``seed``. Without ``tokenizer``, one of ``vocab_size``
+    tokens is trained on the corpus into ``OUT/tokenizer`` (as `train tokenizer` does). ``rounds`` > 1 is iterated
+    DoReMi: round k's weights are round k+1's reference mixture."""
+
+    corpus: str
+    tokenizer: str | None = None
+    vocab_size: int = Field(default=8000, ge=300, description="of the tokenizer trained when none is given")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    doremi: DoReMiParams = DoReMiParams()
+    reference: ReferenceConfig = ReferenceConfig()
+    rounds: int = Field(default=1, ge=1, le=10)
+
+    @field_validator("data")
+    @classmethod
+    def _no_fixed_weights(cls, data: DataConfig) -> DataConfig:
+        if data.weights is not None:
+            raise ValueError("data.weights is what DoReMi computes; set reference.weights for the reference model")
+        return data
+
+    def _resolve_paths(self, r: Any) -> None:
+        self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
+        self.model.path = r(self.model.path)
+        if self.reference.weights not in ("natural", "uniform"):
+            self.reference.weights = r(self.reference.weights)
+
+
+class GridMixtures(Strict):
+    domains: list[str] | None = Field(default=None, description="the domains the grid spreads weight over (the "
+                                                                "others get 0); default: every corpus domain")
+    step: float = Field(gt=0, le=1, description="weight step; must divide 1 (0.5, 0.25, 0.2, 0.1, ...)")
+
+    @field_validator("step")
+    @classmethod
+    def _divides_one(cls, step: float) -> float:
+        if abs(round(1 / step) * step - 1) > 1e-9:
+            raise ValueError(f"{step} does not divide 1 (use 1/n: 0.5, 0.25, 0.2, 0.1, ...)")
+        return step
+
+
+class DirichletMixtures(Strict):
+    count: int = Field(ge=1, description="mixtures to sample")
+    concentration: float = Field(default=1.0, gt=0, description="alpha = concentration x domains x natural share: "
+                                                                "1 is flat when the natural shares are equal; larger "
+                                                                "stays closer to the natural mixture")
+    min_weight: float = Field(default=0.0, ge=0, lt=1, description="every domain gets at least this weight")
+    seed: int | None = Field(default=None, description="default: the config's seed")
+
+
+class MixtureSources(Strict):
+    explicit: list[dict[str, float]] = Field(default_factory=list, alias="list",
+                                             description="mixtures given as {domain: weight} (normalized)")
+    grid: GridMixtures | None = None
+    dirichlet: DirichletMixtures | None = None
+    named: list[str] = Field(default_factory=list, description="natural (the corpus's tokens per domain), uniform, "
+                                                              "corpus (its mixture.json), or a mixture.json path")
+
+
+class DomainObjective(Strict):
+    domain: str
+
+
+class WeightedObjective(Strict):
+    weights: dict[str, float]
+
+
+class AblateConfig(TrainConfig):
+    """`train ablate`: one proxy run per (mixture, seed) with the `train pretrain` machinery, then a regression from
+    weights to ``objective``. ``tokens`` is each run's budget (``optim.max_steps`` follows from it); ``seed`` seeds
+    the Dirichlet samples and the mixture search; ``workers`` runs in parallel (default: one per GPU, else one per
+    core). Without ``tokenizer``, one of ``vocab_size`` tokens is trained into ``OUT/tokenizer``."""
+
+    corpus: str
+    tokenizer: str | None = None
+    vocab_size: int = Field(default=8000, ge=300, description="of the tokenizer trained when none is given")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    tokens: int = Field(ge=1, description="training tokens per run")
+    seeds: list[int] = Field(default=[0], min_length=1)
+    mixtures: MixtureSources
+    objective: Literal["average", "worst"] | DomainObjective | WeightedObjective = "average"
+    workers: int | None = Field(default=None, ge=1)
+    eval: EvalConfig = EvalConfig(every=1_000_000_000, tokens_per_domain=50_000)  # every: at the end only
+    log: LogConfig = LogConfig(every=50, tensorboard=False)
+
+    @field_validator("data")
+    @classmethod
+    def _no_fixed_weights(cls, data: DataConfig) -> DataConfig:
+        if data.weights is not None:
+            raise ValueError("data.weights is set by each mixture; list mixtures under mixtures")
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds repeat: {seeds}")
+        return seeds
+
+    def _resolve_paths(self, r: Any) -> None:
+        self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
+        self.model.path = r(self.model.path)
+        self.mixtures.named = [n if n in ("natural", "uniform", "corpus") else r(n) for n in self.mixtures.named]
