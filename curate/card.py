@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from curate import languages
+
 
 def _n(x: int) -> str:
     return f"{x:,}"
@@ -37,7 +39,10 @@ def render(m: dict[str, Any]) -> str:
     if m["errors"]["by_kind"]:
         out += ["", "## Errors", "", "| kind | records |", "|---|---:|"]
         out += [f"| {k} | {_n(v)} |" for k, v in m["errors"]["by_kind"].items()]
+    if m.get("languages"):
+        out += languages.card_lines(m["languages"])
     out += ["", "## Domains", "",
+            f"Tokens are estimated {m['token_estimate']}." if m.get("token_estimate") else
             f"Tokens are estimated as text bytes / {m['bytes_per_token_estimate']:g}.", "",
             "| domain | documents | MB of text | est. tokens | shards | mixture weight |",
             "|---|---:|---:|---:|---:|---:|"]

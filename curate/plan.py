@@ -17,6 +17,7 @@ from curate.steps import REGISTRY, GlobalStep
 from curate.steps.base import StepContext
 from mixlab.config import suggest
 from mixlab.errors import ConfigError
+from mixlab.logs import log
 
 
 @dataclass
@@ -83,8 +84,11 @@ def build_plan(recipe: Recipe) -> Plan:
                                       f"{suggest(d, domains)} (domains here: {', '.join(sorted(domains))})")
             try:
                 REGISTRY[spec.name].check_input(spec.params, schema, ctx)
+                warnings = REGISTRY[spec.name].plan_warnings(spec.params, recipe)
             except (ValueError, ConfigError) as e:
                 raise ConfigError(f"steps[{spec.index}].{spec.name}: {e}") from None
+            for warning in warnings:
+                log.warning(f"steps[{spec.index}].{spec.name}: {warning}")
             domains = REGISTRY[spec.name].output_domains(spec.params, domains)
             for name, dtype in REGISTRY[spec.name].columns.items():
                 if name in schema.names:
@@ -98,6 +102,9 @@ def build_plan(recipe: Recipe) -> Plan:
 
 
 def _check_mixture(recipe: Recipe, domains: set[str]) -> None:
+    """A manual mixture names only output domains, and every domain that is not made by a routing step (such as
+    langid's ``route``). A routed domain without a weight is allowed, since it may turn out empty; one that does
+    not gets weight 0 with a warning (:func:`curate.mixture.weigh`)."""
     mixture = recipe.model.mixture
     if mixture.method != "manual":
         return
@@ -105,5 +112,9 @@ def _check_mixture(recipe: Recipe, domains: set[str]) -> None:
     for d in sorted(given - domains):
         raise ConfigError(f"mixture.weights.{d}: unknown domain{suggest(d, domains)} "
                           f"(domains: {', '.join(sorted(domains))})")
-    for d in sorted(domains - given):
+    routed = domains - {s.domain for s in recipe.model.sources}
+    for d in sorted(domains - given - routed):
         raise ConfigError(f"mixture.weights: no weight for domain {d!r}")
+    if unweighted := sorted(routed - given):
+        log.info(f"mixture.weights: no weight for the routed domain(s) {', '.join(unweighted)}; each gets weight 0, "
+                 "with a warning if it has documents")

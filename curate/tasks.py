@@ -97,6 +97,7 @@ class _StepStats:
     def __init__(self) -> None:
         self.documents_in = 0
         self.removed: Counter[str] = Counter()
+        self.notes: Counter[str] = Counter()
         self.hist: dict[str, np.ndarray] = {}
 
     def add_hist(self, step: Step, batch: pa.Table) -> None:
@@ -106,7 +107,8 @@ class _StepStats:
 
     def to_json(self) -> dict[str, Any]:
         return {"documents_in": self.documents_in, "removed": dict(sorted(self.removed.items())),
-                "histograms": {k: v.tolist() for k, v in self.hist.items()}}
+                "histograms": {k: v.tolist() for k, v in self.hist.items()},
+                "notes": dict(sorted(self.notes.items()))}
 
 
 def _run_step(w: Worker, spec: StepSpec, batch: pa.Table, stats: _StepStats,
@@ -122,6 +124,7 @@ def _run_step(w: Worker, spec: StepSpec, batch: pa.Table, stats: _StepStats,
             assert isinstance(step, MapStep)
             inside = step.annotate(inside)
             why = step.decide(inside)
+        stats.notes.update(step.notes(inside))
         for name, dtype in step.columns.items():
             i = inside.schema.get_field_index(name)
             inside = inside.set_column(i, name, inside[name].cast(dtype))
@@ -373,7 +376,8 @@ def run_finalize_domain(w: Worker, domain: str) -> None:
     cfg = plan.recipe.model.output
     files = sorted((lay.work / "final" / domain).glob("u*.arrow"))
     out_schema = plan.output_schema
-    writer = ShardWriter(lay.data / domain, lay.root, out_schema, cfg.compression, cfg.shard_docs, cfg.shard_bytes)
+    writer = ShardWriter(lay.data / domain, lay.root, out_schema, cfg.compression, cfg.shard_docs, cfg.shard_bytes,
+                         estimate_tokens=True)
     for f in files:
         for t in iter_ipc(f, plan.recipe.model.executor.batch_size):
             writer.write(t.select(out_schema.names))
@@ -436,6 +440,7 @@ def collect_map_stats(lay: Layout, plan: Plan) -> dict[str, Any]:
                 acc = steps.setdefault(name, {"documents_in": 0, "removed": Counter(), "histograms": {}})
                 acc["documents_in"] += st["documents_in"]
                 acc["removed"].update(st["removed"])
+                acc.setdefault("notes", Counter()).update(st.get("notes", {}))
                 for col, counts in st["histograms"].items():
                     prev = acc["histograms"].get(col)
                     acc["histograms"][col] = counts if prev is None else [a + b for a, b in zip(prev, counts)]

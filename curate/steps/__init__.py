@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from curate.steps.base import GlobalStep, MapStep, Step
+from curate.steps.code_quality import CodeQuality
 from curate.steps.exact_dedup import ExactDedup
 from curate.steps.langid import Langid
 from curate.steps.line_dedup import LineDedup
@@ -13,6 +14,6 @@ from curate.steps.quality import Quality
 from curate.steps.quality_classifier import QualityClassifier
 
 REGISTRY: dict[str, type[Step]] = {cls.name: cls for cls in (Normalize, ExactDedup, LineDedup, MinhashDedup, Quality, Langid, Perplexity,
-                                                     QualityClassifier)}
+                                                     QualityClassifier, CodeQuality)}
 
 __all__ = ["REGISTRY", "Step", "MapStep", "GlobalStep"]

@@ -58,6 +58,18 @@ class Step:
         """Raise ValueError when the documents reaching the step (``schema``) or the files ``params`` name lack
         something the step needs; called before any work starts."""
 
+    @classmethod
+    def plan_warnings(cls, params: StepParams, recipe: Any) -> list[str]:
+        """Warnings about how the step meets this recipe (a :class:`curate.recipe.Recipe`: its sources and files),
+        printed by `curate run` and `curate validate` before any work starts. Raise ValueError for a param that
+        does not fit the recipe."""
+        return []
+
+    def notes(self, batch: pa.Table) -> dict[str, int]:
+        """Counts for ``notes`` in the step's stats, from an annotated batch (e.g. documents let through unjudged,
+        by why); summed over the run. A global step is asked after ``apply``."""
+        return {}
+
 
 class MapStep(Step):
     def annotate(self, batch: pa.Table) -> pa.Table:
