@@ -372,7 +372,7 @@ def write(study: "Study", rows: list[dict[str, Any]], records: list[dict[str, An
     if warnings:
         lines += [line for w in warnings for line in ("**Warning.** " + w, "")]
     lines += ["Written to `mixture.json` (the corpus mixture format). Train on it with", "", "```",
-              "train pretrain CONFIG.yaml 'data.weights={" + ", ".join(f"{d}: {proposal[d]}" for d in domains) + "}'",
+              "train pretrain CONFIG.yaml data.weights=OUT/mixture.json",
               "```", "", "or `curate mix CORPUS --weights mixture.json --tokens N --out DIR` for another trainer. "
               "A proposal is a prediction from small proxy runs: check it with a run of the size you care about.",
               "", "## Plots", "",

@@ -31,6 +31,28 @@ def weights_problem(weights: dict[str, Any]) -> str | None:
     return None
 
 
+def mixture_file_weights(path: Path, key: str) -> dict[str, float]:
+    """The domain weights of a mixture file: a ``mixture.json`` (its ``weights`` object: a corpus's, or the result
+    of `train doremi` / `train ablate`) or a plain ``{domain: weight}`` JSON object. Raises ConfigError naming
+    ``key`` and the file when it is missing, not JSON, or its weights break :func:`weights_problem`."""
+    import json
+
+    from mixlab.errors import ConfigError
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{key}: {path} is not a readable JSON file ({e})") from None
+    weights = value.get("weights", value) if isinstance(value, dict) else None
+    if not isinstance(weights, dict) or not weights:
+        raise ConfigError(f"{key}: {path} holds no weights (a mixture.json or a {{domain: weight}} object)")
+    if problem := weights_problem(weights):
+        raise ConfigError(f"{key}: {path}: {problem}")
+    return {str(d): float(w) for d, w in weights.items()}
+
+
 class ModelConfig(Strict):
     path: str | None = Field(default=None, description="local HF checkpoint directory (continued pretraining)")
     architecture: str | None = Field(default=None, description="from scratch: a transformers model_type with a "
@@ -57,8 +79,9 @@ class ModelConfig(Strict):
 
 class DataConfig(Strict):
     seq_len: int = Field(default=512, ge=8)
-    weights: dict[str, float] | None = Field(
-        default=None, description="domain weights (finite, >= 0, not all zero); default: mixture.json")
+    weights: dict[str, float] | str | None = Field(
+        default=None, description="domain weights (finite, >= 0, not all zero), or the path of a mixture.json (e.g. "
+                                  "a `train doremi` or `train ablate` result); default: the corpus's mixture.json")
     max_repetition: float = Field(default=4.0, gt=0, description="epochs a domain may be repeated")
     heldout_fraction: float = Field(default=0.01, ge=0, lt=0.5, description="documents kept for evaluation")
     document_masking: bool = Field(default=False, description="attention and positions restart at each document")
@@ -66,8 +89,8 @@ class DataConfig(Strict):
 
     @field_validator("weights")
     @classmethod
-    def _valid_weights(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
-        if weights is not None and (problem := weights_problem(weights)):
+    def _valid_weights(cls, weights: dict[str, float] | str | None) -> dict[str, float] | str | None:
+        if isinstance(weights, dict) and (problem := weights_problem(weights)):
             raise ValueError(problem)
         return weights
 
@@ -144,6 +167,8 @@ class PretrainConfig(TrainConfig):
     def _resolve_paths(self, r: Any) -> None:
         self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
         self.model.path = r(self.model.path)
+        if isinstance(self.data.weights, str):
+            self.data.weights = mixture_file_weights(Path(r(self.data.weights)), "data.weights")
 
 
 class SFTFile(Strict):
@@ -311,4 +336,6 @@ class AblateConfig(TrainConfig):
     def _resolve_paths(self, r: Any) -> None:
         self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
         self.model.path = r(self.model.path)
+        if isinstance(self.data.weights, str):
+            self.data.weights = mixture_file_weights(Path(r(self.data.weights)), "data.weights")
         self.mixtures.named = [n if n in ("natural", "uniform", "corpus") else r(n) for n in self.mixtures.named]
