@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from mixlab.errors import ConfigError
 from mixlab.logs import log
-from train import sft_data
+from train import model_card, sft_data
 from train.config import SFTConfig
 from train.loop import IGNORE, Batch, Trainer
 from train.model import from_pretrained
@@ -213,6 +213,7 @@ class SFTTrainer(Trainer):
             log.info("peft.target_modules: the adapter changes an embedding that the base model ties to the other "
                      "(tie_word_embeddings); base + adapter is exact, and --merge unties them in the merged model")
         self._epochs: dict[int, list[list[int]]] = {}
+        self.last_eval: dict[str, dict[str, float]] = {}
         self.setup(resume)
         self.attention: Mode = choose(self.module, "data.packing") if self.packing else POSITION_IDS
 
@@ -311,7 +312,8 @@ class SFTTrainer(Trainer):
         return {"method": self.cfg.peft.method, "trainable_parameters": trainable, "parameters": total,
                 "train_examples": len(self.prepared.train), "heldout_examples": len(self.prepared.heldout),
                 "rows_per_epoch": rows, "packing": self.packing,
-                "epochs": self.cfg.optim.max_steps * self.global_batch / max(1, rows), "data": self.prepared.summary}
+                "epochs": self.cfg.optim.max_steps * self.global_batch / max(1, rows), "data": self.prepared.summary,
+                "unused_fields": self.prepared.unused}
 
     def print_plan(self, plan: dict[str, Any]) -> None:
         log.info(f"{plan['method']}: {plan['trainable_parameters']:,} trainable of {plan['parameters']:,} parameters; "
@@ -327,9 +329,19 @@ class SFTTrainer(Trainer):
         if not self.chat.own:
             self.tokenizer.chat_template = sft_data.DEFAULT_JINJA
         self.tokenizer.save_pretrained(str(adapter))
+        chat_format = "tokenizer" if self.chat.own else "default"
+        trainable = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
+        card = model_card.sft_facts(self.cfg, self.prepared.summary, self.last_eval.get("heldout"), self.step,
+                                    trainable, chat_format,
+                                    sum(len(b.names) for b in self.eval_batches().get("heldout", [])))
         (adapter / "mixlab_sft.json").write_text(json.dumps({"base": self.cfg.base, "method": self.cfg.peft.method,
-                                                             "chat_format": "tokenizer" if self.chat.own else "default"},
+                                                             "chat_format": chat_format, "card": card},
                                                             indent=2) + "\n")
+        model_card.write_sft_card(adapter, card, final_home=self.out / "final" / "adapter")
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        self.last_eval = super().evaluate()
+        return self.last_eval
 
 
 def tied_adapted_output(model: Any) -> Any | None:
@@ -387,4 +399,7 @@ def merge(adapter: Path, out: Path) -> Path:
     meta = adapter / "mixlab_sft.json"
     if meta.exists():
         (out / "mixlab_sft.json").write_text(meta.read_text())
+        card = json.loads(meta.read_text()).get("card")
+        if card:
+            model_card.write_sft_card(out, card, merged=True)
     return out
