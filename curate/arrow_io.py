@@ -89,12 +89,15 @@ def sha256_file(path: Path) -> str:
 
 class ShardWriter:
     """Writes ``dir/part-00000.parquet``, ``part-00001`` ... starting a new shard at ``max_docs`` or ``max_bytes``
-    of text. Returns a description (path relative to ``root``, docs, text bytes, file bytes, sha256) per shard."""
+    of text. Returns a description (path relative to ``root``, docs, text bytes, file bytes, sha256, and with
+    ``estimate_tokens`` the estimated tokens of its text, :func:`curate.tokens.estimate_tokens`) per shard."""
 
     def __init__(self, directory: Path, root: Path, schema: pa.Schema, compression: str,
-                 max_docs: int, max_bytes: int) -> None:
+                 max_docs: int, max_bytes: int, estimate_tokens: bool = False) -> None:
         self.dir, self.root, self.schema, self.compression = directory, root, schema, compression
         self.max_docs, self.max_bytes = max_docs, max_bytes
+        self.estimate_tokens = estimate_tokens
+        self._tokens = 0.0
         self.shards: list[dict[str, Any]] = []
         self._w: AtomicWriter | None = None
         self._docs = self._bytes = 0
@@ -103,6 +106,7 @@ class ShardWriter:
         if self._w is None:
             self._w = AtomicWriter(self.dir / f"part-{len(self.shards):05d}.parquet", self.schema, self.compression)
             self._docs = self._bytes = 0
+            self._tokens = 0.0
         return self._w
 
     def _close(self) -> None:
@@ -111,7 +115,8 @@ class ShardWriter:
         self._w.close()
         p = self._w.path
         self.shards.append({"path": p.relative_to(self.root).as_posix(), "docs": self._docs,
-                            "bytes": self._bytes, "file_bytes": p.stat().st_size, "sha256": sha256_file(p)})
+                            "bytes": self._bytes, "file_bytes": p.stat().st_size, "sha256": sha256_file(p),
+                            **({"est_tokens": round(self._tokens)} if self.estimate_tokens else {})})
         self._w = None
 
     def write(self, table: pa.Table, text_bytes: list[int] | None = None) -> None:
@@ -130,6 +135,10 @@ class ShardWriter:
                 docs += 1
                 end += 1
             w.write(table.slice(start, end - start))
+            if self.estimate_tokens:
+                from curate.tokens import estimate_tokens
+
+                self._tokens += estimate_tokens(table["text"].slice(start, end - start))
             self._docs, self._bytes = docs, nbytes
             start = end
             if docs >= self.max_docs or nbytes >= self.max_bytes:

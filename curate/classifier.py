@@ -43,7 +43,9 @@ def train(positive: list[Path], negative: list[Path], out: Path, held_out: float
           threshold: float = 0.5) -> dict[str, Any]:
     """Train a fastText classifier of ``positive`` vs ``negative`` documents (files or corpus directories, at most
     ``max_docs`` of each) into ``out`` (``model.bin``, ``model.json``), evaluated on a ``held_out`` fraction;
-    returns the model card data.
+    returns the model card data. Each class is held out in the same fraction (stratified), and the smaller class
+    is repeated for training so both weigh the same (:func:`balanced`); a held-out precision or recall of 0 is
+    logged as a warning and listed in the card's ``warnings``.
 
     Raises ConfigError, before any work, for ``held_out`` outside (0, 1), ``epochs`` < 1, ``threshold`` outside
     [0, 1], ``max_docs`` < 20, a missing input, an ``out`` that cannot be a directory, or too few documents on
@@ -67,20 +69,15 @@ def train(positive: list[Path], negative: list[Path], out: Path, held_out: float
     if len(pos) < 20 or len(neg) < 20:
         raise ConfigError(f"need at least 20 positive and 20 negative documents (got {len(pos)} and {len(neg)})")
     rng = random.Random(seed)
-    data = [(POSITIVE, t) for t in pos] + [(NEGATIVE, t) for t in neg]
-    rng.shuffle(data)
-    n_test = max(10, int(len(data) * held_out))
-    test, train_set = data[:n_test], data[n_test:]
-    for label, name in ((POSITIVE, "positive"), (NEGATIVE, "negative")):
-        if sum(lab == label for lab, _ in train_set) < 10:
-            raise ConfigError(f"--held-out {held_out}: leaves fewer than 10 {name} documents to train on (of "
-                              f"{len(data):,}); hold out less or give more documents")
+    test, by_class = _split(pos, neg, held_out, rng)
+    train_set = balanced(by_class, rng)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=out, delete=True, encoding="utf-8") as f:
         f.writelines(f"{label} {text}\n" for label, text in train_set)
         f.flush()
-        log.info(f"classifier train: {len(train_set):,} documents ({len(pos):,} positive, {len(neg):,} negative "
-                 f"before the {held_out:.0%} held-out split)")
+        log.info(f"classifier train: {len(by_class[POSITIVE]):,} positive and {len(by_class[NEGATIVE]):,} negative "
+                 f"documents after the {held_out:.0%} held-out split, the smaller class repeated to "
+                 f"{len(train_set):,} training examples")
         try:
             model = fasttext.train_supervised(input=f.name, epoch=epochs, wordNgrams=word_ngrams, seed=seed,
                                               thread=1, verbose=0, lr=0.5, dim=64, minCount=2)
@@ -91,13 +88,68 @@ def train(positive: list[Path], negative: list[Path], out: Path, held_out: float
     scores = score(model, [t for _, t in test])
     truth = np.array([label == POSITIVE for label, _ in test])
     metrics = evaluate(scores, truth, threshold)
+    warnings = metric_warnings(metrics, threshold)
+    for w in warnings:
+        log.warning(f"classifier train: {w}")
     card = {"positive": [str(p) for p in positive], "negative": [str(p) for p in negative],
-            "documents": {"positive": len(pos), "negative": len(neg), "train": len(train_set), "held_out": n_test},
+            "documents": {"positive": len(pos), "negative": len(neg), "train": len(train_set), "held_out": len(test),
+                          "train_positive": len(by_class[POSITIVE]), "train_negative": len(by_class[NEGATIVE]),
+                          "held_out_positive": int(truth.sum()), "held_out_negative": int((~truth).sum())},
+            "balance": "the smaller class's training documents repeated (each as often, give or take one) to the "
+                       "larger class's count, so both classes weigh the same",
             "params": {"epochs": epochs, "word_ngrams": word_ngrams, "dim": 64, "lr": 0.5, "max_chars": max_chars,
                        "seed": seed},
-            "held_out_metrics": metrics, "threshold": threshold, "seconds": round(time.time() - started, 1)}
+            "held_out_metrics": metrics, "threshold": threshold, "warnings": warnings,
+            "seconds": round(time.time() - started, 1)}
     (out / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
+
+
+def _split(pos: list[str], neg: list[str], held_out: float,
+           rng: random.Random) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """Hold out ``held_out`` of each class (stratified, at least 5 documents of each) after a seeded shuffle; return
+    the held-out ``(label, text)`` pairs and the training texts per label. ConfigError when a class keeps fewer than
+    10 training documents."""
+    test: list[tuple[str, str]] = []
+    by_class: dict[str, list[str]] = {}
+    total = len(pos) + len(neg)
+    for label, name, docs in ((POSITIVE, "positive", pos), (NEGATIVE, "negative", neg)):
+        docs = list(docs)
+        rng.shuffle(docs)
+        n_test = max(5, round(len(docs) * held_out))
+        if len(docs) - n_test < 10:
+            raise ConfigError(f"--held-out {held_out}: leaves fewer than 10 {name} documents to train on (of "
+                              f"{total:,}); hold out less or give more documents")
+        test += [(label, t) for t in docs[:n_test]]
+        by_class[label] = docs[n_test:]
+    rng.shuffle(test)
+    return test, by_class
+
+
+def balanced(by_class: dict[str, list[str]], rng: random.Random) -> list[tuple[str, str]]:
+    """Training examples ``(label, text)`` in which every class has as many as the largest: a smaller class's
+    documents are each repeated ``largest // n`` times and a seeded choice of ``largest % n`` of them once more
+    (oversampling, which for fastText's loss is the same as weighting the class by ``largest / n``). Shuffled."""
+    largest = max(len(docs) for docs in by_class.values())
+    out: list[tuple[str, str]] = []
+    for label, docs in by_class.items():
+        extra = rng.sample(docs, largest % len(docs))
+        out += [(label, t) for t in docs * (largest // len(docs)) + extra]
+    rng.shuffle(out)
+    return out
+
+
+def metric_warnings(metrics: dict[str, float], threshold: float) -> list[str]:
+    """One line for each held-out precision or recall of 0: the classifier is useless at ``threshold``."""
+    out = []
+    if metrics["recall"] == 0:
+        out.append(f"held-out recall is 0: no held-out positive document scores >= the threshold {threshold}; the "
+                   "step would remove every document (check the inputs, give more or more distinct documents, or "
+                   "lower --threshold)")
+    if metrics["precision"] == 0:
+        out.append(f"held-out precision is 0: no held-out document scored >= the threshold {threshold} is positive "
+                   "(check that --positive and --negative are not swapped, or give more documents)")
+    return out
 
 
 def score(model: Any, texts: list[str]) -> np.ndarray:

@@ -14,12 +14,21 @@ error of kind ``record_too_large`` with its location, its size and its first 2,0
 
 Records are split at the line feed byte only, never at a carriage return, U+2028, U+2029, U+0085 or U+001C..U+001E
 (all legal inside a JSON string or a line of text).
+
+Text is decoded with the source's ``encoding`` (UTF-8 by default; ``detect`` picks one per file with
+:func:`detect_encoding`). A record that is not valid in it is an error of kind ``bad_utf8`` (UTF-8) or
+``bad_encoding`` (another encoding) with its location. A ``json`` file (one JSON array of records) is parsed as a
+stream, one item at a time: it holds at most about :func:`record_limit` + 2 MiB characters of the file (the item
+being parsed, what was read ahead, what precedes the item in the last read); a malformed file is one error naming
+the file and the line, column and character where it breaks (the items before it are kept).
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
+import json
 import os
 import zlib
 from dataclasses import dataclass
@@ -36,6 +45,7 @@ import zstandard
 
 from curate.recipe import Source
 from mixlab.errors import RunError
+from mixlab.logs import log
 
 DOC_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("domain", pa.string()), ("source", pa.string()),
@@ -86,6 +96,8 @@ class _Batcher:
 
     def __init__(self, unit: Unit, batch_size: int) -> None:
         self.unit, self.batch_size = unit, batch_size
+        self.codec = "utf-8"
+        """the encoding of the file being read (the source's, or the one detected for this file)"""
         self.max_doc_bytes = unit.source.max_doc_bytes
         self.docs: dict[str, list] = {k: [] for k in DOC_SCHEMA.names}
         self.removed: dict[str, list] = {k: [] for k in REMOVED_SCHEMA.names}
@@ -298,10 +310,90 @@ def _read_jsonl(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
     """Lines gathered into blocks of about ``JSONL_BLOCK_BYTES``; a block is parsed by Arrow's JSON reader when every
     record in it is a clean document, else line by line (the same result: the fast path only handles what it can)."""
     lineno = 0
-    with _open_stream(path, b.unit.source.format or "jsonl") as stream:
+    fmt = b.unit.source.format or "jsonl"
+    b.codec = _file_codec(b.unit.source, path, fmt, name)
+    with _open_stream(path, fmt) as stream:
         for block, overlong in _line_blocks(stream, record_limit(b.max_doc_bytes)):
+            if b.codec != "utf-8":
+                block, bad = _transcode(block, b.codec)
+                overlong = overlong or bad
             yield from _jsonl_block(b, block, lineno, name, file_index, overlong)
             lineno += len(block)
+
+
+class _Undecodable:
+    """A line that is not valid in the file's encoding: its bytes and where decoding failed."""
+
+    __slots__ = ("raw", "start")
+
+    def __init__(self, raw: bytes, start: int) -> None:
+        self.raw, self.start = raw, start
+
+
+def _transcode(block: list[Any], codec: str) -> tuple[list[Any], bool]:
+    """The lines of ``block`` decoded from ``codec`` and encoded as UTF-8 (:class:`_Overlong` kept as is), and
+    whether any is an :class:`_Undecodable`."""
+    out: list[Any] = []
+    bad = False
+    for line in block:
+        if type(line) is _Overlong:
+            out.append(line)
+            continue
+        try:
+            out.append(line.decode(codec).encode("utf-8"))
+        except UnicodeDecodeError as u:
+            out.append(_Undecodable(line, u.start))
+            bad = True
+    return out, bad
+
+
+def _decode_error(b: _Batcher, name: str, loc: str, raw: bytes, start: int, pos: int) -> None:
+    if b.codec == "utf-8":
+        b.error(name, loc, "bad_utf8", f"invalid UTF-8 at byte {start}", raw, pos)
+    else:
+        b.error(name, loc, "bad_encoding", f"not valid {b.codec} at byte {start}", raw, pos)
+
+
+DETECT_BYTES = 2**20
+"""bytes of a file (decompressed) that ``encoding: detect`` looks at"""
+
+
+def detect_encoding(data: bytes) -> str:
+    """The encoding of ``data`` (the start of a file): ``utf-8`` when it is valid UTF-8 (a character cut off at the
+    end allowed), else ``cp1252`` (Windows Latin-1) when every byte is defined there, else ``iso8859-1``, which
+    decodes any byte. A byte order mark decides: ``utf-8``, ``utf-16`` or ``utf-32``. (A heuristic of the standard
+    library; no detection library, such as charset-normalizer, is installed with mixlab.)"""
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return codec
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        data.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "iso8859-1"
+
+
+def _file_codec(source: Source, path: Path, fmt: str, name: str) -> str:
+    """The encoding to read ``path`` with: the source's, or with ``encoding: detect`` the one
+    :func:`detect_encoding` finds in its first :data:`DETECT_BYTES` (logged when it is not UTF-8). An encoding that
+    does not keep ASCII as is (UTF-16, UTF-32) is refused in a line-based format (a file-level error)."""
+    if source.codec != "detect":
+        return source.codec
+    with _open_stream(path, fmt) as f:
+        head = f.read(DETECT_BYTES)
+    codec = detect_encoding(head)
+    if codec != "utf-8":
+        if fmt not in ("json", "txt") and codec in ("utf-16", "utf-32"):
+            raise _FileError("bad_encoding", f"the file is {codec} (byte order mark), which cannot be read line by "
+                                             f"line; convert it to UTF-8 (iconv -f {codec} -t utf-8)")
+        log.info(f"{name}: not UTF-8; read as {codec} (encoding: detect)")
+    return codec
 
 
 def _line_blocks(stream: IO[bytes], limit: int) -> Iterator[tuple[list[Any], bool]]:
@@ -396,6 +488,11 @@ def _jsonl_block(b: _Batcher, lines: list[Any], lineno: int, name: str, file_ind
         loc, pos = f"line {lineno}", base + lineno
         if type(line) is _Overlong:
             _overlong_error(b, line, "line", name, loc, pos)
+            continue
+        if type(line) is _Undecodable:
+            _decode_error(b, name, loc, line.raw, line.start, pos)
+            if b.full():
+                yield b.flush()
             continue
         if not line.strip():
             continue
@@ -540,6 +637,7 @@ def _read_parquet(b: _Batcher, path: Path, name: str, file_index: int) -> Batche
 
 def _read_lines(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
     lineno = 0
+    b.codec = _file_codec(b.unit.source, path, "lines", name)
     with _open_stream(path, "lines") as f:
         for block, _ in _line_blocks(f, record_limit(b.max_doc_bytes)):
             for line in block:
@@ -551,9 +649,9 @@ def _read_lines(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
                 if not line.strip():
                     continue
                 try:
-                    text = line.decode("utf-8").rstrip("\r\n")
+                    text = line.decode(b.codec).rstrip("\r\n")
                 except UnicodeDecodeError as u:
-                    b.error(name, loc, "bad_utf8", f"invalid UTF-8 at byte {u.start}", line, pos)
+                    _decode_error(b, name, loc, line, u.start, pos)
                 else:
                     if _check_text(b, text, "line", name, loc, None, pos):
                         b.doc(f"{name}:{lineno}", text, name, pos)
@@ -567,15 +665,18 @@ def _read_txt(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
     with open(path, "rb") as f:
         data = f.read(limit + len(_BOM) + 1)
         size = os.fstat(f.fileno()).st_size
-    bom = len(_BOM) if data.startswith(_BOM) else 0
+    b.codec = detect_encoding(data) if b.unit.source.codec == "detect" else b.unit.source.codec
+    if b.codec not in ("utf-8", b.unit.source.codec):
+        log.info(f"{name}: not UTF-8; read as {b.codec} (encoding: detect)")
+    bom = len(_BOM) if data.startswith(_BOM) and b.codec == "utf-8" else 0
     if len(data) - bom > limit:
         _overlong_error(b, _Overlong(max(size, len(data)) - bom, data[bom:bom + RAW_PREVIEW]), "file", name, "file",
                         pos)
         return
     try:
-        text = data.decode("utf-8")
+        text = data.decode(b.codec)
     except UnicodeDecodeError as u:
-        b.error(name, "file", "bad_utf8", f"invalid UTF-8 at byte {u.start}", data[max(0, u.start - 200):], pos)
+        _decode_error(b, name, "file", data[max(0, u.start - 200):], u.start, pos)
     else:
         text = text[1:] if bom else text
         if _check_text(b, text, "file", name, "file", None, pos):
@@ -584,13 +685,129 @@ def _read_txt(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
         yield b.flush()
 
 
+class _JsonText:
+    """The decoded text of a stream, read 1 MiB at a time, with a cursor ``pos``; text before the cursor is dropped
+    as it goes, so memory holds what is not parsed yet. Knows the line, column and character of any position."""
+
+    def __init__(self, stream: IO[bytes], codec: str) -> None:
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig" if codec == "utf-8" else codec)()
+        self._codec = codec
+        self.buf, self.pos, self.eof = "", 0, False
+        self._bytes = 0  # bytes read so far
+        self._dropped = self._line = self._column = 0  # characters, line feeds and column before buf
+
+    def fill(self) -> bool:
+        """Read and decode more of the stream; False at its end. A byte not valid in the encoding is a
+        :class:`_FileError` naming its offset in the file."""
+        if self.eof:
+            return False
+        data = self._stream.read(READ_BYTES)
+        try:
+            text = self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as u:
+            kind = "bad_utf8" if self._codec == "utf-8" else "bad_encoding"
+            raise _FileError(kind, f"not valid {self._codec} at byte {self._bytes + u.start:,} of the file") from None
+        self._bytes += len(data)
+        self.buf += text
+        self.eof = not data
+        return bool(data)
+
+    def peek(self) -> str:
+        """The next character that is not JSON whitespace (the cursor moves to it), or "" at the end. The text
+        before the cursor is dropped here (only here: positions taken after a peek hold until the next one)."""
+        if self.pos > READ_BYTES:
+            dropped = self.buf[:self.pos]
+            lf = dropped.rfind("\n")
+            self._line += dropped.count("\n")
+            self._column = len(dropped) - lf - 1 if lf >= 0 else self._column + len(dropped)
+            self._dropped += len(dropped)
+            self.buf, self.pos = self.buf[self.pos:], 0
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buf) or not self.fill():
+                return self.buf[self.pos:self.pos + 1]
+
+    def where(self, pos: int | None = None) -> str:
+        pos = self.pos if pos is None else pos
+        lf = self.buf.rfind("\n", 0, pos)
+        line = self._line + self.buf.count("\n", 0, pos) + 1
+        column = pos - lf if lf >= 0 else self._column + pos + 1
+        return f"line {line:,}, column {column:,} (character {self._dropped + pos:,})"
+
+    def value(self, decoder: json.JSONDecoder, limit: int, index: int) -> tuple[Any, int]:
+        """The JSON value at the cursor and where it ends, reading on while it is cut off by the end of what was
+        read. A malformed value, or one of over ``limit`` characters, is a :class:`_FileError`."""
+        while True:
+            try:
+                return decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as e:
+                cut_off = e.pos >= len(self.buf) - 8 or e.msg.startswith("Unterminated string")
+                if cut_off and not self.eof:
+                    if len(self.buf) - self.pos > limit:
+                        raise _FileError("record_too_large", f"item {index} at {self.where()} is over the read "
+                                         f"limit of {limit:,} characters (2 x max_doc_bytes + 1 MiB); the "
+                                         "items after it are not read") from None
+                    self.fill()
+                    continue
+                raise _FileError("bad_json", f"malformed JSON at {self.where(e.pos)}: {e.msg}") from None
+
+
+def _read_json(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
+    """A file holding one JSON array of records, parsed one item at a time (:class:`_JsonText`); item ``i`` has
+    the location ``item i`` and the default id ``<file>:<i>``. A file that is not one JSON array, or breaks off
+    inside it, is a file-level error naming where; the items before are kept."""
+    src = b.unit.source
+    b.codec = _file_codec(src, path, "json", name)
+    limit = record_limit(b.max_doc_bytes)
+    decoder = json.JSONDecoder()
+    with _open_stream(path, "json") as stream:
+        t = _JsonText(stream, b.codec)
+        first = t.peek()
+        if first != "[":
+            what = "the file is empty" if not first else f"it starts with {first!r} at {t.where()}"
+            raise _FileError("bad_json", f"not a JSON array: {what} (format json is one array of records: [{{...}}, "
+                                         "...]; a record per line is format jsonl)")
+        t.pos += 1
+        index = 0
+        end_of_array = t.peek() == "]"
+        while not end_of_array:
+            t.peek()
+            start = t.pos
+            rec, end = t.value(decoder, limit, index)
+            t.pos = end
+            loc, pos = f"item {index}", (file_index << 40) + index
+            raw = t.buf[start:min(end, start + RAW_PREVIEW)]
+            if not isinstance(rec, dict):
+                b.error(name, loc, "bad_json", f"expected a JSON object, got {type(rec).__name__}", raw, pos)
+            elif _check_text(b, rec.get(src.text_field), src.text_field, name, loc, raw, pos):
+                doc_id = _doc_id(rec, src.id_field, name, index)
+                if doc_id is None:
+                    b.error(name, loc, "missing_field", f"no usable id field {src.id_field!r}", raw, pos)
+                else:
+                    b.doc(doc_id, rec[src.text_field], name, pos)
+            if b.full():
+                yield b.flush()
+            index += 1
+            after = t.peek()
+            if after not in (",", "]"):
+                what = "the file ends" if not after else f"{after!r}"
+                raise _FileError("bad_json", f"malformed JSON at {t.where()}: expected ',' or ']' after item "
+                                             f"{index - 1}, found {what}")
+            t.pos += 1
+            end_of_array = after == "]"
+        if t.peek():
+            raise _FileError("bad_json", f"malformed JSON at {t.where()}: text after the end of the array")
+
+
 class _FileError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 
 
-_READERS = {"jsonl": _read_jsonl, "jsonl.gz": _read_jsonl, "jsonl.zst": _read_jsonl,
+_READERS = {"jsonl": _read_jsonl, "jsonl.gz": _read_jsonl, "jsonl.zst": _read_jsonl, "json": _read_json,
             "parquet": _read_parquet, "lines": _read_lines, "txt": _read_txt}
 
 

@@ -193,7 +193,20 @@ def build(corpus: Corpus, tokenizer_dir: Path, domains: list[str], workers: int 
         _init(tokenizer_dir)
         for t in progress(todo, desc="tokenize", unit="shard"):
             _tokenize_shard(t)
+    report = []
+    for d in domains:
+        n, est = counted_tokens(corpus, tokenizer_dir, d), int(corpus.manifest["domains"][d].get("est_tokens", 0))
+        report.append(f"{d} {n:,} ({est:,}" + (f", {est / n - 1:+.1%})" if n else ")"))
+    log.info("tokens per domain, counted (the manifest's estimate without a tokenizer): " + ", ".join(report))
     return root
+
+
+def counted_tokens(corpus: Corpus, tokenizer_dir: Path, domain: str) -> int:
+    """The tokens of ``domain`` in the cache, an EOS after each document included (:func:`build` has made it
+    current), from its shards' metadata."""
+    root = cache_dir(corpus, tokenizer_dir)
+    return sum(int(json.loads(_target(root, s).with_suffix(".json").read_text(encoding="utf-8"))["tokens"])
+               for s in corpus.shards(domain))
 
 
 def load(corpus: Corpus, tokenizer_dir: Path, domain: str) -> list[ShardTokens]:

@@ -8,7 +8,9 @@ after the other decodes to their concatenation), every byte representable (byte 
 (`AutoTokenizer`) encode alike; training checks both on the sample before it saves anything.
 
 The sample takes from each domain in proportion to the mixture weight (the corpus's `mixture.json` unless weights
-are given), spreading its picks evenly over the domain's documents. Every line SentencePiece is given is shorter
+are given), spreading its picks evenly over the domain's documents; on a corpus smaller than the sample asked for,
+the sample is as large as the corpus allows and a domain with fewer characters than its share is repeated (at most
+4 times), so no domain's share is set by its size. Every line SentencePiece is given is shorter
 than its ``max_sentence_length`` (longer lines, one-line documents included, are cut at whitespace) and there are
 no more lines than it loads, so the characters reported per domain are the characters it trains on.
 """
@@ -70,41 +72,98 @@ def chunks(line: str, limit: int = MAX_SENTENCE_BYTES) -> Iterator[str]:
     yield data[pos:].decode("utf-8")
 
 
+def available_chars(corpus: Corpus, domain: str) -> int:
+    """Characters of ``domain``'s documents a sample can take: every character but line feeds (paragraphs become
+    lines). Reads the domain's text once."""
+    import pyarrow.compute as pc
+
+    n = 0
+    for shard in corpus.shards(domain):
+        for batch in corpus.batches(shard, ("text",)):
+            text = batch.column(0)
+            n += (pc.sum(pc.utf8_length(text)).as_py() or 0) - (pc.sum(pc.count_substring(text, "\n")).as_py() or 0)
+    return n
+
+
+MAX_REPEATS = 4
+"""the most times a domain's text is repeated in a tokenizer sample to reach its share: up to 4 epochs of repeated
+data are worth almost as much as new data (Muennighoff et al. 2023, "Scaling Data-Constrained Language Models")"""
+
+
+def sample_size(corpus: Corpus, shares: dict[str, float], total_chars: int) -> tuple[int, dict[str, int]]:
+    """The characters of a sample with each domain at its share (``shares``: domain -> fraction, summing to 1):
+    ``total_chars``, or on a smaller corpus the size at which the domain with the most text for its share gives all
+    of it, and never so large that a domain must repeat its text more than :data:`MAX_REPEATS` times.
+
+    Returns the size and the characters of every domain that may have fewer than its share of ``total_chars`` (under
+    4 bytes per character of its share: those are counted, :func:`available_chars`; the others surely have enough)."""
+    counted = {d: available_chars(corpus, d) for d, share in shares.items()
+               if share > 0 and corpus.text_bytes(d) < 4 * share * total_chars}  # a character is 1 to 4 bytes
+    size = float(total_chars)
+    if counted and len(counted) == sum(share > 0 for share in shares.values()):
+        size = min(size, max(counted[d] / shares[d] for d in counted))
+    size = min([size, *(MAX_REPEATS * counted[d] / shares[d] for d in counted)])
+    return int(size), counted
+
+
 def sample_corpus(corpus: Corpus, weights: dict[str, float], total_chars: int, path: Path,
                   max_lines: int = MAX_SAMPLE_LINES) -> dict[str, int]:
     """Write up to ``total_chars`` characters of documents to ``path``, one paragraph (or piece of a paragraph longer
     than :data:`MAX_SENTENCE_BYTES`) per line, each domain contributing its share of the weights (normalized over the
     corpus's domains) of the characters and of ``max_lines``; returns the characters written per domain (newlines not
-    counted), which add up to at most ``total_chars``."""
+    counted), which add up to at most ``total_chars``.
+
+    The shares follow the weights on any corpus, whatever the domains' sizes: on a corpus too small for
+    ``total_chars`` the sample is as large as the corpus allows (:func:`sample_size`), and a domain with fewer
+    characters than its share is repeated (at most :data:`MAX_REPEATS` times; a log line gives the numbers)."""
     total_weight = sum(weights.get(d, 0.0) for d in corpus.domains)
+    shares = {d: (weights.get(d, 0.0) / total_weight if total_weight > 0 else 0.0) for d in corpus.domains}
+    size, counted = sample_size(corpus, shares, total_chars)
+    for d in sorted(counted):
+        need = size * shares[d]
+        if need > counted[d] * 1.01:
+            log.info(f"train tokenizer: domain {d!r} has {counted[d]:,} characters, fewer than its share "
+                     f"({shares[d]:.1%}) of the {size:,}-character sample: its text is repeated "
+                     f"{need / counted[d]:.2f} times (at most {MAX_REPEATS})")
+    if size < total_chars and counted:
+        limit = min(counted, key=lambda d: MAX_REPEATS * counted[d] / shares[d])
+        capped = size * shares[limit] >= MAX_REPEATS * counted[limit] * 0.99
+        why = (f"domain {limit!r} repeated {MAX_REPEATS} times reaches its share" if capped
+               else "the corpus has no more text at these weights")
+        log.info(f"train tokenizer: the sample is {size:,} characters, not the {total_chars:,} asked for "
+                 f"(--sample-chars): at that size {why}")
     written: dict[str, int] = {}
     split = 0
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for domain in corpus.domains:
-            share = weights.get(domain, 0.0) / total_weight if total_weight > 0 else 0.0
-            budget = int(total_chars * share)
+            share = shares[domain]
+            budget = int(size * share)
             if budget <= 0:
                 continue
             line_budget = max(1, int(max_lines * share))
-            stride = max(1, math.floor(corpus.text_bytes(domain) / max(budget, 1)))
+            stride = max(1, math.floor(counted.get(domain, corpus.text_bytes(domain)) / max(budget, 1)))
             n = lines = 0
-            for phase in range(stride):  # every stride-th document, then the ones after them, until the budget
-                index = 0
-                for shard in corpus.shards(domain):
-                    for batch in corpus.batches(shard, ("text",)):
-                        for text in batch.column(0).to_pylist():
-                            if index % stride == phase and n < budget and lines < line_budget:
-                                for paragraph in text.split("\n"):
-                                    pieces = list(chunks(paragraph))
-                                    split += len(pieces) > 1
-                                    for piece in pieces:
-                                        piece = piece[:budget - n]
-                                        if piece.strip() and lines < line_budget:
-                                            f.write(piece + "\n")
-                                            n += len(piece)
-                                            lines += 1
-                            index += 1
-                if n >= budget or lines >= line_budget:
+            while n < budget and lines < line_budget:  # a pass over the domain; more than one repeats its text
+                before = n
+                for phase in range(stride):  # every stride-th document, then the ones after them, until the budget
+                    index = 0
+                    for shard in corpus.shards(domain):
+                        for batch in corpus.batches(shard, ("text",)):
+                            for text in batch.column(0).to_pylist():
+                                if index % stride == phase and n < budget and lines < line_budget:
+                                    for paragraph in text.split("\n"):
+                                        pieces = list(chunks(paragraph))
+                                        split += len(pieces) > 1
+                                        for piece in pieces:
+                                            piece = piece[:budget - n]
+                                            if piece.strip() and lines < line_budget:
+                                                f.write(piece + "\n")
+                                                n += len(piece)
+                                                lines += 1
+                                index += 1
+                    if n >= budget or lines >= line_budget:
+                        break
+                if n == before:
                     break
             written[domain] = n
     if split:
@@ -183,10 +242,13 @@ def train_tokenizer(corpus_dir: Path, out: Path, vocab_size: int = 32_000, sampl
     with tempfile.TemporaryDirectory(dir=out, prefix=STAGING_PREFIX) as tmp:
         text = Path(tmp) / "sample.txt"
         per_domain = sample_corpus(corpus, w, sample_chars, text)
+        weight_sum = sum(w.get(d, 0.0) for d in corpus.domains)
         if sum(per_domain.values()) < 10_000:
             raise ConfigError(f"{corpus_dir}: only {sum(per_domain.values())} characters to train a tokenizer on")
-        log.info(f"train tokenizer: {sum(per_domain.values()) / 1e6:.1f} M characters sampled and used, "
-                 + ", ".join(f"{d} {n / 1e6:.2f}M" for d, n in per_domain.items()))
+        total = sum(per_domain.values())
+        log.info(f"train tokenizer: {total / 1e6:.2f} M characters sampled and used, "
+                 + ", ".join(f"{d} {n / 1e6:.2f}M ({n / total:.1%}, weight {w.get(d, 0.0) / weight_sum:.1%})"
+                             for d, n in per_domain.items()))
         spm.set_random_generator_seed(seed)
         try:
             spm.SentencePieceTrainer.train(
