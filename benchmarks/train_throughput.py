@@ -157,7 +157,7 @@ def build_setup(root: Path) -> Setup:
     from train import data as data_mod
     from train.config import DataConfig
 
-    data_mod.prepare(corpus, tokenizer, DataConfig(workers=2), SEED)  # the token cache, built once
+    data_mod.prepare(corpus, tokenizer, DataConfig(workers=2))  # the token cache, built once
     return Setup(corpus, tokenizer)
 
 
@@ -336,7 +336,7 @@ def data_sampler(setup: Setup, seq_len: int, total_sequences: int) -> Any:
     from train.config import DataConfig
 
     cfg = DataConfig(seq_len=seq_len, max_repetition=1e9, workers=2)
-    return data_mod.sampler(data_mod.prepare(setup.corpus, setup.tokenizer, cfg, SEED), cfg, total_sequences, SEED)
+    return data_mod.sampler(data_mod.prepare(setup.corpus, setup.tokenizer, cfg), cfg, total_sequences, SEED)
 
 
 def sweep_batches(sampler: Any, batch: int, batches: int) -> None:

@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from mixlab import cli
-from mixlab.errors import EXIT_OK, MixlabError, RunError
+from mixlab.errors import EXIT_OK, ConfigError, MixlabError, RunError
 from mixlab.logs import log
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="curate", description="Build a curated pretraining corpus from raw text.")
     p.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
-    p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--verbose", "-v", action="store_true", help="also debug messages")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="build the corpus a recipe describes")
-    r.add_argument("recipe", type=Path)
+    r.add_argument("recipe", type=Path, help="the recipe YAML file (keys: `curate config recipe`)")
     r.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values")
     r.add_argument("--output", "-o", type=Path, help="output directory (default: the recipe's output.dir)")
     r.add_argument("--workers", "-w", type=int, help="worker processes (default: the recipe's executor.workers)")
@@ -29,10 +29,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="delete what runs wrote in the output directory (never other files) and start again")
     r.add_argument("--keep-work", action="store_true", help="keep intermediate files in OUT/.work")
     v = sub.add_parser("validate", help="check a recipe without running it")
-    v.add_argument("recipe", type=Path)
-    v.add_argument("overrides", nargs="*", metavar="key.path=value")
+    v.add_argument("recipe", type=Path, help="the recipe YAML file")
+    v.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values")
     i = sub.add_parser("inspect", help="summarize a built corpus")
-    i.add_argument("output", type=Path)
+    i.add_argument("output", type=Path, help="a directory written by `curate run` or `curate mix`")
     i.add_argument("--verify", action="store_true",
                    help="re-hash every file the manifest lists against its sha256; exit 1 naming damaged ones")
     mx = sub.add_parser("mix", help="write a weighted mixture of a corpus as shuffled Parquet shards")
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="a mixture.json (its 'weights') or a {domain: weight} JSON object; normalized")
     mx.add_argument("--tokens", required=True, metavar="N", help="tokens in all, e.g. 1000000 or 1e6")
     mx.add_argument("--out", required=True, type=Path, help="empty or new directory, or an earlier mix output")
-    mx.add_argument("--seed", type=int, default=0)
+    mx.add_argument("--seed", type=int, default=0, help="seed of the document sample and the shuffle (default 0)")
     mx.add_argument("--max-repetition", type=float, default=4.0, help="epochs a domain may be repeated (4)")
     mx.add_argument("--tokenizer", type=Path, help="count tokens exactly with this tokenizer directory "
                     "(default: the corpus's bytes-per-token estimate)")
@@ -51,10 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     t = lm.add_parser("train", help="train a CCNet-style SentencePiece + KenLM model")
     t.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS",
                    help="text files (jsonl[.gz|.zst], parquet, or one document per line) or corpus directories")
-    t.add_argument("--lang", required=True)
-    t.add_argument("--out", required=True, type=Path)
-    t.add_argument("--order", type=int, default=5)
-    t.add_argument("--vocab-size", type=int, default=16_000)
+    t.add_argument("--lang", required=True, help="the language the model scores, e.g. en (named in its card)")
+    t.add_argument("--out", required=True, type=Path, help="directory to write the model to")
+    t.add_argument("--order", type=int, default=5, help="n-gram order, 2 to 8 (default 5)")
+    t.add_argument("--vocab-size", type=int, default=16_000, help="SentencePiece pieces (default %(default)s)")
     t.add_argument("--prune", type=int, nargs="*", help="lmplz --prune count thresholds from unigrams up: "
                    "non-negative, non-decreasing, at most --order values, e.g. 0 0 1")
     t.add_argument("--domain", help="only this domain of a corpus input")
@@ -62,15 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("classifier", help="fastText quality classifiers").add_subparsers(dest="action",
                                                                                          required=True)
     c = cl.add_parser("train", help="train a classifier: reference-quality text vs other text")
-    c.add_argument("--positive", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS")
-    c.add_argument("--negative", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS")
-    c.add_argument("--out", required=True, type=Path)
+    c.add_argument("--positive", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS",
+                   help="reference-quality text: files (as for lm train) or corpus directories")
+    c.add_argument("--negative", nargs="+", required=True, type=Path, metavar="FILE_OR_CORPUS",
+                   help="other text, e.g. random web pages: files or corpus directories")
+    c.add_argument("--out", required=True, type=Path, help="directory to write model.bin and model.json to")
     c.add_argument("--held-out", type=float, default=0.1, help="fraction held out for evaluation, in (0, 1)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--epochs", type=int, default=10)
-    c.add_argument("--max-docs", type=int, default=200_000, help="per class")
+    c.add_argument("--seed", type=int, default=0, help="seed of the held-out split and of fastText (default 0)")
+    c.add_argument("--epochs", type=int, default=10, help="fastText training epochs (default 10)")
+    c.add_argument("--max-docs", type=int, default=200_000, help="documents read per class (default %(default)s)")
     c.add_argument("--threshold", type=float, default=0.5,
                    help="probability in [0, 1] for the reported precision/recall")
+    cf = sub.add_parser("config", help="every key of the recipe or of a step's params: type, default, description "
+                        "(Markdown)")
+    cf.add_argument("name", help="recipe, or a step name (normalize, quality, minhash_dedup, ...)")
     return p
 
 
@@ -201,9 +206,19 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from curate.steps import REGISTRY
+    from train.config_reference import table
+
+    if args.name != "recipe" and args.name not in REGISTRY:
+        raise ConfigError(f"{args.name!r} is neither recipe nor a step; steps: {', '.join(REGISTRY)}")
+    print(table("recipe" if args.name == "recipe" else f"step:{args.name}"), end="")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     commands = {"run": _cmd_run, "validate": _cmd_validate, "inspect": _cmd_inspect, "lm": _cmd_lm,
-                "classifier": _cmd_classifier, "mix": _cmd_mix}
+                "classifier": _cmd_classifier, "mix": _cmd_mix, "config": _cmd_config}
     return cli.run(_parser(), commands, argv, interrupted="run the same command again to resume")
 
 

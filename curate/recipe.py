@@ -28,11 +28,16 @@ class Source(Strict):
     format: Literal["jsonl", "jsonl.gz", "jsonl.zst", "json", "parquet", "txt", "lines"] | None = Field(
         default=None, description="json: one JSON array of records per file; inferred from the extension when "
                                   "omitted (not for txt or lines)")
-    domain: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-    text_field: str = "text"
-    id_field: str | None = None
-    max_doc_bytes: int = Field(default=16 * 2**20, gt=0)
-    on_error: Literal["record", "fail"] = "record"
+    domain: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$",
+                        description="every document of this source belongs to this domain")
+    text_field: str = Field(default="text", description="the JSON key or Parquet column holding the text")
+    id_field: str | None = Field(default=None, description="the key or column of a stable id; default: "
+                                 "<file>:<line or row>, or the file for txt")
+    max_doc_bytes: int = Field(default=16 * 2**20, gt=0, description="larger documents are removed at step read "
+                               "(reason too_large)")
+    on_error: Literal["record", "fail"] = Field(
+        default="record", description="record: bad records and unreadable files go to errors/ and the run goes on; "
+                                      "fail: a file-level problem stops the run (exit 1)")
     encoding: str = Field(default="utf-8", description="the files' text encoding: a Python codec name (utf-8, "
                           "latin-1, cp1252, ...) or detect (per file: UTF-8 when the file is valid UTF-8, else "
                           "cp1252, else latin-1)")
@@ -84,15 +89,18 @@ class Source(Strict):
 
 
 class KeepRemoved(Strict):
-    sample: int = Field(gt=0)
+    sample: int = Field(gt=0, description="keep a seeded sample of this many removed documents (the same ones "
+                                          "whatever the workers)")
 
 
 class Output(Strict):
-    dir: str
-    shard_docs: int = Field(default=50_000, gt=0)
-    shard_bytes: int = Field(default=256 * 2**20, gt=0)
-    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
-    keep_removed: Literal["all", "none"] | KeepRemoved = "all"
+    dir: str = Field(description="the corpus directory (relative to the recipe; `curate run --output` overrides it)")
+    shard_docs: int = Field(default=50_000, gt=0, description="a new shard starts at this many documents ...")
+    shard_bytes: int = Field(default=256 * 2**20, gt=0, description="... or at this many bytes of text")
+    compression: Literal["zstd", "snappy", "gzip", "none"] = Field(default="zstd",
+                                                                  description="the Parquet shards' codec")
+    keep_removed: Literal["all", "none"] | KeepRemoved = Field(
+        default="all", description="removed documents saved under removed/<step>/: all, none or \"sample N\"")
 
     @field_validator("keep_removed", mode="before")
     @classmethod
@@ -119,8 +127,9 @@ def check_workers(workers: int, key: str) -> None:
 
 
 class Executor(Strict):
-    type: Literal["local"] = "local"
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    type: Literal["local"] = Field(default="local", description="local: a process pool on this machine")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0, description="worker processes; default: "
+                         "the number of CPUs (at most 4 per CPU)")
     partitions: int = Field(default=16, gt=0, le=4096, description="shuffle partitions of a global step")
     batch_size: int = Field(default=1000, gt=0, description="documents per Arrow batch")
     work_compression: Literal["none", "lz4", "zstd"] = Field(
@@ -136,9 +145,12 @@ class Executor(Strict):
 
 
 class Mixture(Strict):
-    method: Literal["natural", "uniform", "temperature", "manual", "doremi"] = "natural"
-    tau: float | None = Field(default=None, gt=0)
-    weights: dict[str, float] | None = None
+    method: Literal["natural", "uniform", "temperature", "manual", "doremi"] = Field(
+        default="natural", description="the domain weights: natural (in proportion to tokens), uniform, temperature "
+                                       "(needs tau), manual (needs weights) or doremi (needs doremi)")
+    tau: float | None = Field(default=None, gt=0, description="method temperature: weight ∝ tokens^(1/tau)")
+    weights: dict[str, float] | None = Field(default=None, description="method manual: {domain: weight}, normalized "
+                                                                       "to sum to 1")
     doremi: str | None = Field(default=None, description="method doremi: a `train doremi` config file (relative to "
                                                           "the recipe); its corpus and out are set by the run")
 
@@ -181,13 +193,16 @@ class Mixture(Strict):
 
 
 class RecipeModel(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-    sources: list[Source] = Field(min_length=1)
-    steps: list[Any] = Field(default_factory=list)
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$", description="the corpus's name, in its manifest "
+                      "and card")
+    sources: list[Source] = Field(min_length=1, description="the input files, each set with its domain")
+    steps: list[Any] = Field(default_factory=list, description="curation steps, run in order; each is {name: "
+                             "{params}} or just a name (see `curate config STEP`)")
     mixture: Mixture = Mixture()
-    output: Output
+    output: Output = Field(description="where and how the corpus is written")
     executor: Executor = Executor()
-    seed: int = 0
+    seed: int = Field(default=0, description="decides sampling (keep_removed: sample N); the same recipe and seed "
+                                             "give the same shards")
 
 
 class StepSpec:

@@ -6,7 +6,8 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from contextlib import contextmanager
+from typing import Iterable, Iterator, TextIO, TypeVar
 
 from tqdm import tqdm
 
@@ -74,6 +75,31 @@ def add_file(path: Path) -> logging.Handler:
 def bars_enabled() -> bool:
     """Progress bars are drawn on a terminal and not under ``--quiet``."""
     return not _quiet and sys.stderr.isatty()
+
+
+class _BarSafeStream:
+    """A console stream that writes through ``tqdm.write``: lines go above the progress bars instead of into them."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        tqdm.write(text, file=self.stream, end="")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextmanager
+def bar_safe_console() -> Iterator[None]:
+    """While a progress bar is drawn: mixlab's console messages are printed above it (levels and format kept)."""
+    consoles = [h for h in log.handlers if type(h) is logging.StreamHandler and h.stream in (sys.stderr, sys.stdout)]
+    streams = [h.setStream(_BarSafeStream(h.stream)) for h in consoles]  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        for handler, stream in zip(consoles, streams):
+            handler.setStream(stream)  # type: ignore[arg-type]
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:

@@ -176,7 +176,7 @@ def test_the_proposed_mixture_is_accepted_by_train_pretrain(study_out: Path, qui
     assert sum(mixture["weights"].values()) == pytest.approx(1.0, abs=1e-5)
     cfg = PretrainConfig.model_validate({"corpus": str(quickstart_out), "tokenizer": str(tokenizer_dir),
                                          "out": "unused", "data": {"weights": mixture["weights"], "workers": 1}})
-    assert set(data_mod.prepare(quickstart_out, tokenizer_dir, cfg.data, 0).weights) <= set(mixture["weights"])
+    assert set(data_mod.prepare(quickstart_out, tokenizer_dir, cfg.data).weights) <= set(mixture["weights"])
 
 
 def test_a_rerun_skips_finished_runs_and_writes_identical_results(study_out: Path,

@@ -284,14 +284,14 @@ class Study:
 
     def check_draws(self) -> None:
         """Refuse (ConfigError naming the mixture) a mixture the sampler cannot draw under ``data.max_repetition``
-        at this budget, for every seed (each seed holds out its own documents), before any run starts."""
+        at this budget, for every seed (all seeds share one held-out set), before any run starts."""
         from train import data as data_mod
 
         assert self.tokenizer is not None
         used = sorted({d for m in self.mixtures for d, w in m.weights.items() if w > 0})
         for seed in self.cfg.seeds:
             data = data_mod.prepare(self.corpus.root, self.tokenizer,
-                                    self.cfg.data.model_copy(update={"weights": dict.fromkeys(used, 1.0)}), seed)
+                                    self.cfg.data.model_copy(update={"weights": dict.fromkeys(used, 1.0)}))
             for m in self.mixtures:
                 active = {d: w for d, w in m.weights.items() if w > 0}
                 sub = data_mod.Data(data.corpus, active, {d: data.train[d] for d in active}, data.heldout)
@@ -405,7 +405,7 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
             missing = [d for d in domains if d not in self._eval]
             if missing:
                 extra = data_mod.prepare(Path(cfg.corpus), Path(cfg.tokenizer),
-                                         cfg.data.model_copy(update={"weights": dict.fromkeys(missing, 1.0)}), cfg.seed)
+                                         cfg.data.model_copy(update={"weights": dict.fromkeys(missing, 1.0)}))
                 self._eval.update({d: data_mod.eval_sequences(s, cfg.data.seq_len, cfg.eval.tokens_per_domain)
                                    for d, s in extra.heldout.items()})
 

@@ -65,7 +65,7 @@ def mixture_means(values: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, n
 
 def center_by_seed(y: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """``y`` (runs,) minus the mean of its seed's runs, plus the overall mean. When every seed runs every mixture,
-    what a seed shares across mixtures (its initialization, its held-out documents) cancels, and what is left
+    what a seed shares across mixtures (its initialization, its data order) cancels, and what is left
     differs only by mixture and noise: a paired comparison."""
     out = y.astype(np.float64).copy()
     for s in np.unique(seeds):
@@ -316,10 +316,10 @@ def write(study: "Study", rows: list[dict[str, Any]], records: list[dict[str, An
         f"| proxy model | {model_desc}; {params:,} parameters |",
         f"| per run | {study.tokens:,} tokens = {study.steps} steps x {o.batch_size * o.grad_accum} sequences x "
         f"{cfg.data.seq_len} tokens; lr {o.lr:g}, warmup {o.warmup_steps}, cosine to {o.min_lr_ratio:g} x lr |",
-        f"| held out | {cfg.data.heldout_fraction:g} of each domain's documents, chosen by each run's seed; loss on up "
+        f"| held out | {cfg.data.heldout_fraction:g} of each domain's documents, the same for every run (a hash of "
+        "the document id); loss on up "
         f"to {cfg.eval.tokens_per_domain:,} tokens per domain |",
-        f"| seeds | {', '.join(map(str, cfg.seeds))} (a seed sets the initialization, the data order and the "
-        "held-out documents) |",
+        f"| seeds | {', '.join(map(str, cfg.seeds))} (a seed sets the initialization and the data order) |",
         f"| compute | {wall / 60:.1f} min of run wall time in all (the runs ran side by side) |", "",
         "## Mixtures by objective", "",
         "Mean ± standard deviation across seeds; held-out loss in nats per token.", "",
@@ -337,7 +337,7 @@ def write(study: "Study", rows: list[dict[str, Any]], records: list[dict[str, An
     if agreement is not None:
         lines.append(f"Mean Spearman between seeds (do the seeds order the mixtures alike?): {agreement:.2f}.")
     centered = ("Each run's objective is first centered on its seed's mean over all mixtures (every seed runs every "
-                "mixture, so what a seed shares across them, its initialization and its held-out documents, "
+                "mixture, so what a seed shares across them, its initialization and data order, "
                 "cancels) and the overall mean added back. " if len(cfg.seeds) > 1 else "")
     lines += ["", "## Regression: weights -> objective", "",
               centered + f"Group {min(5, n_mix)}-fold cross-validation: each fold's mixtures (all their seeds) are held out, the "

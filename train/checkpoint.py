@@ -110,8 +110,9 @@ def writing(path: Path, what: str) -> Iterator[None]:
 
 
 def save(directory: Path, step: int, model: torch.nn.Module | None, optimizer: torch.optim.Optimizer | None,
-         state: dict[str, Any], keep: int, extra: dict[str, Path] | None = None) -> Path:
-    """Write ``directory/step-NNNNNNN`` atomically (temp dir + rename) and prune to the last ``keep``.
+         state: dict[str, Any], keep: int, extra: dict[str, Path] | None = None, protect: int | None = None) -> Path:
+    """Write ``directory/step-NNNNNNN`` atomically (temp dir + rename) and prune to the last ``keep``, never
+    pruning the checkpoint of step ``protect`` (early stopping's best).
 
     ``model``/``optimizer`` are None when an engine (DeepSpeed) saved them itself into a folder given in ``extra``
     (name -> folder), which is moved into the checkpoint. ``state`` (JSON values) goes into ``state.json`` with the
@@ -137,7 +138,8 @@ def save(directory: Path, step: int, model: torch.nn.Module | None, optimizer: t
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     for old in sorted(directory.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if protect is None or old.name != f"step-{protect:07d}":
+            shutil.rmtree(old, ignore_errors=True)
     return target
 
 

@@ -12,46 +12,59 @@ from mixlab import cli, logs
 from mixlab.config import load_config
 from mixlab.errors import EXIT_OK, ConfigError
 from mixlab.logs import log
+from train.config_reference import train_commands
+
+OVERRIDES_HELP = "change config values, e.g. optim.lr=1e-4 (the value is parsed as YAML)"
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train", description="Train tokenizers and models on mixlab corpora.")
-    p.add_argument("--quiet", "-q", action="store_true")
-    p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
+    p.add_argument("--verbose", "-v", action="store_true", help="also debug messages")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("tokenizer", help="SentencePiece BPE (byte fallback) on a weight-respecting corpus sample")
-    t.add_argument("--corpus", required=True, type=Path)
-    t.add_argument("--out", required=True, type=Path)
-    t.add_argument("--vocab-size", type=int, default=32_000)
-    t.add_argument("--sample-chars", type=int, default=200_000_000)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--corpus", required=True, type=Path, help="a corpus directory written by `curate run`")
+    t.add_argument("--out", required=True, type=Path, help="directory to write the tokenizer to (new or empty)")
+    t.add_argument("--vocab-size", type=int, default=32_000, help="tokens in the vocabulary (default %(default)s)")
+    t.add_argument("--sample-chars", type=int, default=200_000_000,
+                   help="characters to train on, drawn from each domain by its weight (default %(default)s)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the corpus sample (default 0)")
     pt = sub.add_parser("pretrain", help="continued pretraining (or from scratch) on the corpus mixture")
-    pt.add_argument("config", type=Path)
-    pt.add_argument("overrides", nargs="*", metavar="key.path=value")
+    pt.add_argument("config", type=Path, help="the config YAML file (keys: `train config pretrain`)")
+    pt.add_argument("overrides", nargs="*", metavar="key.path=value", help=OVERRIDES_HELP)
     pt.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint or from PATH")
     pt.add_argument("--stop-at", type=int, metavar="STEP", help="checkpoint and stop at this step (resume later)")
+    pt.add_argument("--merge", action="store_true", help="with a peft section: also write OUT/final/merged, the "
+                                                         "adapter folded into model.path")
     sf = sub.add_parser("sft", help="LoRA (or another peft method) supervised fine-tuning on chat data")
-    sf.add_argument("config", type=Path)
-    sf.add_argument("overrides", nargs="*", metavar="key.path=value")
+    sf.add_argument("config", type=Path, help="the config YAML file (keys: `train config sft`)")
+    sf.add_argument("overrides", nargs="*", metavar="key.path=value", help=OVERRIDES_HELP)
     sf.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint or from PATH")
-    sf.add_argument("--stop-at", type=int, metavar="STEP")
+    sf.add_argument("--stop-at", type=int, metavar="STEP", help="checkpoint and stop at this step (resume later)")
     sf.add_argument("--merge", action="store_true", help="also write OUT/final/merged, the adapter folded in")
     dr = sub.add_parser("doremi", help="DoReMi domain weights: a reference model, then a proxy trained with Group DRO")
-    dr.add_argument("config", type=Path)
-    dr.add_argument("overrides", nargs="*", metavar="key.path=value")
+    dr.add_argument("config", type=Path, help="the config YAML file (keys: `train config doremi`)")
+    dr.add_argument("overrides", nargs="*", metavar="key.path=value", help=OVERRIDES_HELP)
     dr.add_argument("--resume", action="store_true", help="continue a killed run in the same out")
     ab = sub.add_parser("ablate", help="mixture study: proxy runs per (mixture, seed), a regression, a proposed mixture")
-    ab.add_argument("config", type=Path)
-    ab.add_argument("overrides", nargs="*", metavar="key.path=value")
+    ab.add_argument("config", type=Path, help="the config YAML file (keys: `train config ablate`)")
+    ab.add_argument("overrides", nargs="*", metavar="key.path=value", help=OVERRIDES_HELP)
+    c = sub.add_parser("config", help="every key of a command's config: type, default, description (Markdown)")
+    c.add_argument("name", metavar="COMMAND",
+                   help=f"the command whose config to describe: {', '.join(train_commands())}")
     g = sub.add_parser("generate", help="sample from a model, an adapter or a merged model with its chat format")
-    g.add_argument("model", type=Path)
+    g.add_argument("model", type=Path, help="a model directory (final/ of `train pretrain`, final/merged of "
+                   "`train sft`) or an adapter directory (final/adapter)")
     g.add_argument("--prompt", help="one user message (else --interactive)")
     g.add_argument("--system", help="a system message")
-    g.add_argument("--interactive", action="store_true")
-    g.add_argument("--max-new-tokens", type=int, default=128)
-    g.add_argument("--temperature", type=float, default=0.7)
-    g.add_argument("--top-p", type=float, default=0.9)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--interactive", action="store_true", help="chat turn by turn on the terminal")
+    g.add_argument("--raw", action="store_true", help="plain completion: continue the --prompt text (or each "
+                                                      "--interactive line) without a chat template")
+    g.add_argument("--max-new-tokens", type=int, default=128, help="tokens per reply at most (default 128)")
+    g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; 0 is greedy (default 0.7)")
+    g.add_argument("--top-p", type=float, default=0.9,
+                   help="nucleus sampling: draw from the most likely tokens holding this probability (default 0.9)")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     return p
 
 
@@ -93,11 +106,18 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     cfg = load_config(PretrainConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
     logs.configure_libraries()
     with _interruptible(Path(cfg.out)):
-        result = Pretrainer(cfg, resume=args.resume).run(stop_at=args.stop_at)
+        result = Pretrainer(cfg, resume=args.resume, merge=args.merge).run(stop_at=args.stop_at)
     for d, m in sorted(result["eval"].items()):
         log.info(f"  {d:<14} held-out loss {m['loss']:.4f}  ppl {m['ppl']:.2f}")
-    if result["steps"] == cfg.optim.max_steps:
+    if result["finished"]:
         log.info(f"final model: {Path(cfg.out) / 'final'}")
+        if args.merge:
+            from train.checkpoint import writing
+            from train.sft import merge
+
+            final = Path(cfg.out) / "final"
+            with writing(final / "merged", "the merged model"):
+                log.info(f"merged model: {merge(final / 'adapter', final / 'merged')}")
     else:
         log.info(f"stopped at step {result['steps']}; continue with --resume")
     return EXIT_OK
@@ -112,14 +132,14 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     cfg = load_config(SFTConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
     logs.configure_libraries()
     with _interruptible(Path(cfg.out)):
-        result = SFTTrainer(cfg, resume=args.resume).run(stop_at=args.stop_at)
+        result = SFTTrainer(cfg, resume=args.resume, merge=args.merge).run(stop_at=args.stop_at)
     for name, m in sorted(result["eval"].items()):
         log.info(f"  {name:<14} loss {m['loss']:.4f}  ppl {m['ppl']:.2f}")
-    if result["steps"] < cfg.optim.max_steps:
+    if not result["finished"]:
         log.info(f"stopped at step {result['steps']}; continue with --resume")
         return EXIT_OK
     final = Path(cfg.out) / "final"
-    log.info(f"adapter: {final / 'adapter'}")
+    log.info(f"model: {final}" if cfg.peft.method == "full" else f"adapter: {final / 'adapter'}")
     if args.merge:
         with writing(final / "merged", "the merged model"):
             log.info(f"merged model: {merge(final / 'adapter', final / 'merged')}")
@@ -166,6 +186,8 @@ def _check_generate_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--top-p {args.top_p}: must be in (0, 1]")
     if not args.interactive and not args.prompt:
         raise ConfigError("give --prompt TEXT or --interactive")
+    if args.raw and args.system:
+        raise ConfigError("--system: a system message is part of a chat template; --raw completes plain text")
     model = args.model
     check_model_directory(model)
     if not any((model / name).is_file() for name in TOKENIZER_FILES):
@@ -177,11 +199,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     _check_generate_arguments(args)
     logs.configure_libraries()
-    model, tok = generate.load(args.model)
+    model, tok = generate.load(args.model, raw=args.raw)
     opts = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
             "seed": args.seed}
     if args.interactive:
-        generate.interactive(model, tok, **opts)
+        generate.interactive(model, tok, raw=args.raw, **opts)
+        return EXIT_OK
+    if args.raw:
+        print(generate.complete(model, tok, args.prompt, **opts))
         return EXIT_OK
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
         [{"role": "user", "content": args.prompt}]
@@ -189,9 +214,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from train.config_reference import table
+
+    if args.name not in train_commands():
+        raise ConfigError(f"config {args.name!r}: no such command; one of {', '.join(train_commands())}")
+    print(table(args.name), end="")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     commands = {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain, "sft": _cmd_sft, "doremi": _cmd_doremi,
-                "ablate": _cmd_ablate, "generate": _cmd_generate}
+                "ablate": _cmd_ablate, "generate": _cmd_generate, "config": _cmd_config}
     return cli.run(_parser(), commands, argv, interrupted="run the same command again")
 
 

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mixlab.config import Strict
 
@@ -78,7 +78,7 @@ class ModelConfig(Strict):
 
 
 class DataConfig(Strict):
-    seq_len: int = Field(default=512, ge=8)
+    seq_len: int = Field(default=512, ge=8, description="tokens per training sequence")
     weights: dict[str, float] | str | None = Field(
         default=None, description="domain weights (finite, >= 0, not all zero), or the path of a mixture.json (e.g. "
                                   "a `train doremi` or `train ablate` result); default: the corpus's mixture.json")
@@ -97,32 +97,63 @@ class DataConfig(Strict):
 
 class OptimConfig(Strict):
     batch_size: int = Field(default=8, ge=1, description="sequences per micro-batch (per process)")
-    grad_accum: int = Field(default=1, ge=1)
-    max_steps: int = Field(default=1000, ge=1, description="optimizer steps; may be raised on --resume to extend a run")
-    lr: float = Field(default=3e-4, gt=0)
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
-    warmup_steps: int = Field(default=100, ge=0)
-    weight_decay: float = Field(default=0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float | None = Field(default=1.0, gt=0)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    gradient_checkpointing: bool = False
-    compile: bool = False
+    grad_accum: int = Field(default=1, ge=1, description="micro-batches per optimizer step (global batch: batch_size "
+                                                     "x grad_accum x processes)")
+    max_steps: int = Field(default=1000, ge=1, description="optimizer steps; may be raised on --resume to extend a "
+                           "run. Give max_steps or epochs, not both")
+    epochs: float | None = Field(default=None, gt=0, description="train for this many passes over the training data "
+                                 "instead of max_steps (steps = ceil(epochs x rows per epoch / global batch); sft: the "
+                                 "packed rows of one epoch; pretrain: the sequences the mixture draws before its "
+                                 "first domain runs out); may be raised on --resume to extend a run")
+    lr: float = Field(default=3e-4, gt=0, description="peak learning rate of AdamW")
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="the cosine decay ends at lr x min_lr_ratio")
+    warmup_steps: int = Field(default=100, ge=0, description="steps of linear warmup to lr")
+    weight_decay: float = Field(default=0.1, ge=0, description="AdamW weight decay (none on norms and biases)")
+    betas: tuple[float, float] = Field(default=(0.9, 0.95), description="AdamW's beta1 and beta2")
+    grad_clip: float | None = Field(default=1.0, gt=0, description="clip the gradient norm to this; null: no "
+                                                                   "clipping")
+    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto: bf16 autocast on GPUs "
+                                                                            "that support it, else fp32")
+    gradient_checkpointing: bool = Field(default=False, description="recompute activations in the backward pass: "
+                                                                  "less memory, more time")
+    compile: bool = Field(default=False, description="torch.compile the model")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_or_epochs(cls, data: Any, info: ValidationInfo) -> Any:
+        given = isinstance(data, dict) and info.field_name not in cls.model_fields  # a config read, not an assignment
+        if given and data.get("epochs") is not None and data.get("max_steps") is not None:
+            raise ValueError("give optim.max_steps or optim.epochs, not both")
+        return data
+
+
+class EarlyStoppingConfig(Strict):
+    patience: int = Field(default=3, ge=1, description="evaluations in a row without improvement before stopping")
+    min_delta: float = Field(default=0.0, ge=0, description="the least decrease of the held-out loss (nats per "
+                                                           "token) that counts as an improvement")
 
 
 class EvalConfig(Strict):
-    every: int = Field(default=100, ge=1)
-    tokens_per_domain: int = Field(default=100_000, ge=1)
+    every: int = Field(default=100, ge=1, description="evaluate on the held-out sets every this many steps (and at "
+                                                      "the last step)")
+    tokens_per_domain: int = Field(default=100_000, ge=1, description="held-out target tokens per evaluation set")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        default=None, description="stop when the held-out loss (mean over the evaluation sets) has not improved by "
+                                  "min_delta for patience evaluations; the best checkpoint is kept and is the final "
+                                  "model")
 
 
 class CheckpointConfig(Strict):
-    every: int = Field(default=500, ge=1)
-    keep: int = Field(default=2, ge=1)
+    every: int = Field(default=500, ge=1, description="save a checkpoint (model, optimizer, RNG states, step) every "
+                                                      "this many steps")
+    keep: int = Field(default=2, ge=1, description="checkpoints kept; older ones are deleted")
 
 
 class LogConfig(Strict):
-    every: int = Field(default=10, ge=1)
-    tensorboard: bool = True
+    every: int = Field(default=10, ge=1, description="a progress line (without a terminal) and one metrics.jsonl "
+                                                     "record, averaged over the steps since the last, every this "
+                                                     "many steps")
+    tensorboard: bool = Field(default=True, description="also write TensorBoard event files to OUT/tb")
 
 
 class DistributedConfig(Strict):
@@ -137,8 +168,9 @@ class TrainConfig(Strict):
     `train/loop.py`'s :class:`~train.loop.Trainer`. A command's config adds its own sections (data, model, peft...)
     and may change these defaults."""
 
-    out: str
-    seed: int = 0
+    out: str = Field(description="output directory: checkpoints, logs, metrics.jsonl and final/")
+    seed: int = Field(default=0, description="seed of the model's initialization and of the data order (`train "
+                                             "ablate`: of the Dirichlet samples and the mixture search)")
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -158,11 +190,71 @@ class TrainConfig(Strict):
         """Resolve a command's own path fields in place with ``r`` (str | None -> absolute str | None)."""
 
 
+PROMPT_METHODS = ("prompt_tuning", "prefix_tuning", "p_tuning")
+"""peft methods that prepend virtual tokens to every sample: no packing, nothing to merge"""
+
+
+class PeftConfig(Strict):
+    method: Literal["full", "lora", "adalora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning"] = Field(
+        default="lora", description="full: every weight trains and final/ is a whole model (no adapter); the others "
+                                    "are peft methods whose adapter is saved in final/adapter")
+    r: int = Field(default=8, ge=1, description="LoRA/AdaLoRA rank (AdaLoRA: the target rank)")
+    alpha: float = Field(default=16.0, gt=0, description="LoRA/AdaLoRA scaling: the update is scaled by alpha / r")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA/AdaLoRA dropout on the adapter's input")
+    target_modules: list[str] | None = Field(default=None,
+                                             description="default: every linear layer of the decoder blocks "
+                                                         "(peft's all-linear)")
+    use_dora: bool = Field(default=False, description="DoRA, weight-decomposed LoRA (Liu et al. 2024, peft's "
+                                                      "use_dora); lora only")
+    num_virtual_tokens: int = Field(default=20, ge=1, description="prompt/prefix/p-tuning")
+    qlora: bool = Field(default=False, description="4-bit base weights (bitsandbytes, CUDA only)")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _not_for_full(cls, targets: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if targets and info.data.get("method") == "full":
+            raise ValueError("full fine-tuning trains every weight; remove target_modules")
+        return targets
+
+    @field_validator("use_dora")
+    @classmethod
+    def _dora_is_lora(cls, use_dora: bool, info: ValidationInfo) -> bool:
+        if use_dora and info.data.get("method") != "lora":
+            raise ValueError(f"DoRA is a kind of LoRA; it needs method lora, not {info.data.get('method')}")
+        return use_dora
+
+    @field_validator("qlora")
+    @classmethod
+    def _qlora_trains_an_adapter(cls, qlora: bool, info: ValidationInfo) -> bool:
+        if qlora and info.data.get("method") == "full":
+            raise ValueError("4-bit weights cannot be trained; full fine-tuning needs qlora: false")
+        return qlora
+
+
 class PretrainConfig(TrainConfig):
-    corpus: str
-    tokenizer: str
+    corpus: str = Field(description="a corpus directory written by `curate run`")
+    tokenizer: str = Field(description="a tokenizer directory written by `train tokenizer`")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
+    peft: PeftConfig | None = Field(default=None, description="an adapter (lora, adalora or ia3) on model.path "
+                                                               "instead of training every weight; final/adapter "
+                                                               "holds it (`train pretrain --merge` folds it in)")
+
+    @field_validator("peft")
+    @classmethod
+    def _adapter_on_a_model(cls, peft: PeftConfig | None, info: ValidationInfo) -> PeftConfig | None:
+        if peft is None:
+            return peft
+        model = info.data.get("model")
+        if model is not None and model.path is None:
+            raise ValueError("an adapter continues a trained model: set model.path (from scratch every weight "
+                             "trains: remove peft)")
+        if peft.method == "full" or peft.method in PROMPT_METHODS:
+            raise ValueError(f"method {peft.method} is not for pretraining: use lora, adalora or ia3 (or remove "
+                             "peft to train every weight)")
+        if peft.qlora:
+            raise ValueError("qlora: `train pretrain` loads model.path in full precision; QLoRA is for `train sft`")
+        return peft
 
     def _resolve_paths(self, r: Any) -> None:
         self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
@@ -172,40 +264,34 @@ class PretrainConfig(TrainConfig):
 
 
 class SFTFile(Strict):
-    path: str
-    format: Literal["auto", "alpaca", "sharegpt", "messages", "xtuner"] = "auto"
-    weight: float = Field(default=1.0, gt=0)
+    path: str = Field(description="a .json file (a list of records) or a .jsonl file (a record per line)")
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "xtuner"] = Field(
+        default="auto", description="the records' format; auto: detected per record")
+    weight: float = Field(default=1.0, gt=0, description="the file's share of an epoch relative to the other files' "
+                                                        "weights (its examples are repeated or subsampled)")
 
 
 class SFTDataConfig(Strict):
-    files: list[SFTFile] = Field(min_length=1)
+    files: list[SFTFile] = Field(min_length=1, description="the chat data files")
     max_len: int = Field(default=1024, ge=16, description="tokens per sample (and per packed row)")
-    train_on: Literal["assistant", "last", "all"] = "assistant"
+    train_on: Literal["assistant", "last", "all"] = Field(
+        default="assistant", description="the tokens the loss falls on: assistant (every assistant turn, tool calls "
+                                          "included), last (the last assistant turn) or all")
     packing: bool = Field(default=True, description="several samples per row, no attention across them")
-    heldout_fraction: float = Field(default=0.05, ge=0, lt=0.5)
-    on_error: Literal["skip", "fail"] = "skip"
+    heldout_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="records of each file kept for "
+                                                                          "evaluation")
+    on_error: Literal["skip", "fail"] = Field(default="skip", description="a malformed record: skip (reported with "
+                                                                        "file and line) or fail the run")
 
     @property
     def seq_len(self) -> int:
         return self.max_len
 
 
-class PeftConfig(Strict):
-    method: Literal["lora", "adalora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning"] = "lora"
-    r: int = Field(default=8, ge=1, description="LoRA/AdaLoRA rank (AdaLoRA: the target rank)")
-    alpha: float = Field(default=16.0, gt=0)
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | None = Field(default=None,
-                                             description="default: every linear layer of the decoder blocks "
-                                                         "(peft's all-linear)")
-    num_virtual_tokens: int = Field(default=20, ge=1, description="prompt/prefix/p-tuning")
-    qlora: bool = Field(default=False, description="4-bit base weights (bitsandbytes, CUDA only)")
-
-
 class SFTConfig(TrainConfig):
     base: str = Field(description="the model to tune: a local directory (e.g. the final/ of `train pretrain`)")
     tokenizer: str | None = Field(default=None, description="default: the base model's directory")
-    data: SFTDataConfig
+    data: SFTDataConfig = Field(description="the chat data and how it becomes training rows")
     peft: PeftConfig = PeftConfig()
     optim: OptimConfig = OptimConfig(lr=2e-4, max_steps=200, warmup_steps=10, weight_decay=0.0)
     eval: EvalConfig = EvalConfig(every=50)
@@ -215,6 +301,16 @@ class SFTConfig(TrainConfig):
         self.base, self.tokenizer = r(self.base), r(self.tokenizer)
         for f in self.data.files:
             f.path = r(f.path)
+
+
+def fixed_length(cfg: TrainConfig, why: str) -> Any:
+    """``cfg`` unchanged, or ValueError when it sets ``optim.epochs`` or ``eval.early_stopping``, which a command
+    whose runs all train a fixed number of steps (``why``) cannot follow."""
+    if cfg.optim.epochs is not None:
+        raise ValueError(f"optim.epochs is not taken here: {why}")
+    if cfg.eval.early_stopping is not None:
+        raise ValueError(f"eval.early_stopping is not taken here: {why}")
+    return cfg
 
 
 class DoReMiParams(Strict):
@@ -238,14 +334,16 @@ class DoReMiConfig(TrainConfig):
     tokens is trained on the corpus into ``OUT/tokenizer`` (as `train tokenizer` does). ``rounds`` > 1 is iterated
     DoReMi: round k's weights are round k+1's reference mixture."""
 
-    corpus: str
-    tokenizer: str | None = None
+    corpus: str = Field(description="a corpus directory written by `curate run`")
+    tokenizer: str | None = Field(default=None, description="a tokenizer directory; default: one of vocab_size "
+                                                            "tokens trained on the corpus into OUT/tokenizer")
     vocab_size: int = Field(default=8000, ge=300, description="of the tokenizer trained when none is given")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     doremi: DoReMiParams = DoReMiParams()
     reference: ReferenceConfig = ReferenceConfig()
-    rounds: int = Field(default=1, ge=1, le=10)
+    rounds: int = Field(default=1, ge=1, le=10, description="iterated DoReMi: round k's weights are round k+1's "
+                                                          "reference mixture")
 
     @field_validator("data")
     @classmethod
@@ -253,6 +351,10 @@ class DoReMiConfig(TrainConfig):
         if data.weights is not None:
             raise ValueError("data.weights is what DoReMi computes; set reference.weights for the reference model")
         return data
+
+    @model_validator(mode="after")
+    def _fixed_length(self) -> Self:
+        return fixed_length(self, "the reference and the proxy each train optim.max_steps steps")
 
     def _resolve_paths(self, r: Any) -> None:
         self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
@@ -286,18 +388,20 @@ class DirichletMixtures(Strict):
 class MixtureSources(Strict):
     explicit: list[dict[str, float]] = Field(default_factory=list, alias="list",
                                              description="mixtures given as {domain: weight} (normalized)")
-    grid: GridMixtures | None = None
-    dirichlet: DirichletMixtures | None = None
+    grid: GridMixtures | None = Field(default=None, description="every mixture on a grid of weight steps")
+    dirichlet: DirichletMixtures | None = Field(default=None, description="mixtures sampled from a Dirichlet "
+                                                                         "distribution around the natural mixture")
     named: list[str] = Field(default_factory=list, description="natural (the corpus's tokens per domain), uniform, "
                                                               "corpus (its mixture.json), or a mixture.json path")
 
 
 class DomainObjective(Strict):
-    domain: str
+    domain: str = Field(description="minimize this domain's held-out loss")
 
 
 class WeightedObjective(Strict):
-    weights: dict[str, float]
+    weights: dict[str, float] = Field(description="minimize the mean of the domains' held-out losses with these "
+                                                  "weights")
 
 
 class AblateConfig(TrainConfig):
@@ -306,16 +410,21 @@ class AblateConfig(TrainConfig):
     the Dirichlet samples and the mixture search; ``workers`` runs in parallel (default: one per GPU, else one per
     core). Without ``tokenizer``, one of ``vocab_size`` tokens is trained into ``OUT/tokenizer``."""
 
-    corpus: str
-    tokenizer: str | None = None
+    corpus: str = Field(description="a corpus directory written by `curate run`")
+    tokenizer: str | None = Field(default=None, description="a tokenizer directory; default: one of vocab_size "
+                                                            "tokens trained on the corpus into OUT/tokenizer")
     vocab_size: int = Field(default=8000, ge=300, description="of the tokenizer trained when none is given")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     tokens: int = Field(ge=1, description="training tokens per run")
-    seeds: list[int] = Field(default=[0], min_length=1)
-    mixtures: MixtureSources
-    objective: Literal["average", "worst"] | DomainObjective | WeightedObjective = "average"
-    workers: int | None = Field(default=None, ge=1)
+    seeds: list[int] = Field(default=[0], min_length=1, description="one run per mixture and seed")
+    mixtures: MixtureSources = Field(description="the mixtures to train: the list, grid, dirichlet and named "
+                                                 "ones together")
+    objective: Literal["average", "worst"] | DomainObjective | WeightedObjective = Field(
+        default="average", description="what the proposed mixture minimizes: average (the mean held-out loss over "
+                                       "domains), worst (the largest), {domain: D} or {weights: {domain: w}}")
+    workers: int | None = Field(default=None, ge=1, description="runs in parallel; default: one per GPU, else one "
+                                                               "per core")
     eval: EvalConfig = EvalConfig(every=1_000_000_000, tokens_per_domain=50_000)  # every: at the end only
     log: LogConfig = LogConfig(every=50, tensorboard=False)
 
@@ -325,6 +434,10 @@ class AblateConfig(TrainConfig):
         if data.weights is not None:
             raise ValueError("data.weights is set by each mixture; list mixtures under mixtures")
         return data
+
+    @model_validator(mode="after")
+    def _fixed_length(self) -> Self:
+        return fixed_length(self, "each run trains the steps its token budget (tokens) makes")
 
     @field_validator("seeds")
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mixlab.errors import ConfigError
+from mixlab.logs import log
 from train import token_cache
 from train.config import DataConfig
 from train.corpus import Corpus
@@ -23,7 +24,18 @@ class Data:
     heldout: dict[str, DomainStream]
 
 
-def prepare(corpus_dir: Path, tokenizer_dir: Path, cfg: DataConfig, seed: int) -> Data:
+HELDOUT_SALT = 0
+"""salts the hash that picks held-out documents: the split depends on the document id only (never on ``seed``), so
+every run on a corpus (each seed, each stage of a continued pretraining) holds out the same documents; 0 is the
+split that runs with the default seed 0 made when the seed salted it"""
+
+
+def prepare(corpus_dir: Path, tokenizer_dir: Path, cfg: DataConfig, salt: int = HELDOUT_SALT) -> Data:
+    """Token cache, train and held-out streams of each domain with a positive weight (``data.weights``, else the
+    corpus's mixture.json). A document is held out by its id and ``salt`` alone (default :data:`HELDOUT_SALT`;
+    never the run's seed); a domain too small to get one by chance holds out its last document. Domains of the
+    corpus that ``data.weights`` leaves out get 0, said in one log line. Raises ConfigError naming ``data.weights``
+    when there are no weights or a weighted domain has no documents in the corpus."""
     corpus = Corpus(corpus_dir)
     weights = cfg.weights if cfg.weights is not None else corpus.mixture
     if not weights:
@@ -32,12 +44,16 @@ def prepare(corpus_dir: Path, tokenizer_dir: Path, cfg: DataConfig, seed: int) -
     if unknown:
         raise ConfigError(f"data.weights: the corpus has no documents in {', '.join(unknown)} "
                           f"(domains: {', '.join(corpus.domains)})")
+    unweighted = [d for d in corpus.domains if d not in weights]
+    if cfg.weights is not None and unweighted:
+        log.info(f"data.weights: no weight for the domain(s) {', '.join(unweighted)}; each gets weight 0 (not "
+                 "trained on, not evaluated)")
     domains = sorted(d for d, w in weights.items() if w > 0)
     token_cache.build(corpus, tokenizer_dir, domains, cfg.workers)
     train, held = {}, {}
     for d in domains:
         shards = token_cache.load(corpus, tokenizer_dir, d)
-        masks = [is_heldout(s.id_hashes, cfg.heldout_fraction, seed) for s in shards]
+        masks = [is_heldout(s.id_hashes, cfg.heldout_fraction, salt) for s in shards]
         if cfg.heldout_fraction > 0 and not any(m.any() for m in masks):
             masks = _at_least_one(shards, masks)
         train[d] = DomainStream.from_shards(d, shards, [~m for m in masks])

@@ -100,7 +100,7 @@ class DoReMiTrainer(Pretrainer):
     """The proxy model: a pretraining run whose loss is DoReMi's weighted per-domain loss, updating the domain
     weights at every micro-batch against the reference model in ``reference`` (a saved model directory). The
     weights are over the domains of the sampler (those with a positive weight in ``cfg.data.weights``), uniform at
-    the start. Each step's weights go to ``metrics.jsonl`` as ``weight/<domain>``."""
+    the start. Each step's weights go to ``steps.jsonl`` as ``weight/<domain>``."""
 
     task = "doremi proxy"
 
@@ -162,10 +162,8 @@ class DoReMiTrainer(Pretrainer):
         scale = (self.alpha / counts.clamp_min(1)).to(proxy.dtype) * self.dist.world
         return (per_domain * scale).sum()
 
-    def train_step(self) -> dict[str, Any]:
-        record = super().train_step()
-        record.update({f"weight/{d}": self.alpha[i] for i, d in enumerate(self.domains)})
-        return record
+    def per_step(self) -> dict[str, Any]:
+        return {f"weight/{d}": self.alpha[i] for i, d in enumerate(self.domains)}
 
     @property
     def mean_weights(self) -> dict[str, float]:
@@ -246,7 +244,7 @@ def training_tokens(cfg: DoReMiConfig, tokenizer: Path) -> dict[str, int]:
     natural mixture; builds the token cache."""
     corpus = Corpus(Path(cfg.corpus))
     every = cfg.data.model_copy(update={"weights": {d: 1.0 for d in corpus.domains}})
-    data = data_mod.prepare(Path(cfg.corpus), tokenizer, every, cfg.seed)
+    data = data_mod.prepare(Path(cfg.corpus), tokenizer, every)
     return {d: data.train[d].tokens for d in sorted(data.train)}
 
 
@@ -355,11 +353,11 @@ def _write(path: Path, text: str, what: str) -> None:
 
 
 def trajectory(out: Path, rounds: int, domains: list[str]) -> list[dict[str, Any]]:
-    """The weights after each step of every round's proxy, from its ``metrics.jsonl``: rows of round, step and
+    """The weights after each step of every round's proxy, from its ``steps.jsonl``: rows of round, step and
     one weight per domain (empty for a domain the proxy did not draw)."""
     rows = []
     for r in range(1, rounds + 1):
-        for line in (out / f"round-{r}" / "proxy" / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        for line in (out / f"round-{r}" / "proxy" / "steps.jsonl").read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             rows.append({"round": r, "step": record["step"],
                          **{d: record.get(f"weight/{d}", "") for d in domains}})

@@ -3,20 +3,33 @@ accumulation and clipping, mixed precision, DDP / DeepSpeed, per-set evaluation,
 resume. A task subclasses :class:`Trainer` and supplies its batches, evaluation sets, plan and final save.
 
 Resuming refuses a checkpoint only when what was trained so far would differ (:meth:`Trainer.resume_fields`: model,
-data, tokenizer, seed, global batch); other settings may change, e.g. a raised ``optim.max_steps`` extends a run
-and the learning-rate schedule follows it. Each such change is logged and kept in later checkpoints' ``resumes``."""
+data, tokenizer, seed, global batch); other settings may change, e.g. a raised ``optim.max_steps`` (or
+``optim.epochs``) extends a run and the learning-rate schedule follows it. Each such change is logged and kept in
+later checkpoints' ``resumes``.
+
+Progress: a tqdm bar on a terminal; without one, a line every ``log.every`` steps (step, loss, lr, tokens/s, ETA).
+Each evaluation is printed. ``metrics.jsonl`` gets one record per ``log.every`` steps (their mean loss and gradient
+norm, the last step's learning rate, tokens/s), plus a record at an evaluation that falls between; a task's
+per-step values (:meth:`Trainer.per_step`, e.g. DoReMi's domain weights) go to ``steps.jsonl``. Under DDP and
+DeepSpeed only rank 0 prints (the other ranks' console shows errors only).
+
+``optim.epochs`` sets ``optim.max_steps`` to ``ceil(epochs x rows per epoch / global batch)``, the rows of one epoch
+being the task's (:meth:`Trainer.rows_per_epoch`). ``eval.early_stopping`` stops a run whose held-out loss (the mean
+over the evaluation sets) has not improved by ``min_delta`` for ``patience`` evaluations; each improving evaluation
+is checkpointed, that checkpoint is never pruned by ``checkpoint.keep``, and the final model is its weights."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -24,7 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mixlab.errors import ConfigError, RunError, storage_problem
-from mixlab.logs import bars_enabled, log
+from mixlab.logs import bars_enabled, bar_safe_console, log
 from train import checkpoint
 from train.config import TrainConfig
 
@@ -50,6 +63,11 @@ class Distributed:
             self.device = torch.device("cuda", self.local_rank)
         else:
             self.device = torch.device("cpu")
+            # DeepSpeed, imported by transformers' save_pretrained (through accelerate) whenever it is installed,
+            # warns on its first import that it found no accelerator; this tells it the one in use
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        if self.rank != 0:
+            follower_console()
         if self.kind == "ddp":
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         elif self.kind == "deepspeed":
@@ -69,6 +87,21 @@ class Distributed:
     def close(self) -> None:
         if self.kind != "none" and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def follower_console() -> None:
+    """On a process other than rank 0: mixlab's console shows errors only, and DeepSpeed's log warnings and errors
+    (rank 0 prints progress, evaluations and warnings once; run logs in files are unchanged)."""
+    for handler in log.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.ERROR)
+    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
+
+
+def numel(p: torch.Tensor) -> int:
+    """Elements of parameter ``p``, also under DeepSpeed ZeRO-3 (whose partitioned parameters are empty on each
+    process and record their full size as ``ds_numel``)."""
+    return int(getattr(p, "ds_numel", p.numel()))
 
 
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -147,7 +180,8 @@ def differences(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[
             if norm[0].get(k, _UNSET) != norm[1].get(k, _UNSET)}
 
 
-RUN_FILES = ("plan.json", "config.json", "metrics.jsonl", "summary.json", "tb", "checkpoints", ".final.tmp")
+RUN_FILES = ("plan.json", "config.json", "metrics.jsonl", "steps.jsonl", "summary.json", "tb", "checkpoints",
+             ".final.tmp")
 """what a run writes into its output before its first checkpoint (and removes again if it stops before one)"""
 
 
@@ -198,6 +232,13 @@ class Trainer:
         self.module: Any = None
         self.resumes: list[dict[str, Any]] = []  # settings changed at each resume, kept in every later checkpoint
         self._resume: tuple[Path, dict[str, Any]] | None = None
+        self._steps_planned = False
+        self.early: dict[str, Any] = {"best_loss": None, "best_step": None, "evals_without_improvement": 0}
+        """early-stopping state (``eval.early_stopping``), kept in checkpoints"""
+        self._window: list[dict[str, Any]] = []  # the steps since the last metrics record: loss, lr, grad_norm
+        self.final_step = 0
+        self.final_eval: dict[str, dict[str, float]] = {}
+        """the step and held-out evaluation of the weights :meth:`save_final` saves (early stopping: the best)"""
 
     # -- hooks ---------------------------------------------------------------------------------------------------
     def micro_batch(self, step: int, micro: int) -> Batch:
@@ -225,6 +266,15 @@ class Trainer:
     def after_optimizer_step(self) -> None:
         """Called after each optimizer step, gradients still in place."""
 
+    def per_step(self) -> dict[str, Any]:
+        """Values to record after every step into ``steps.jsonl`` (floats or device scalars; none by default)."""
+        return {}
+
+    def rows_per_epoch(self) -> int:
+        """Rows (sequences) of one pass over the training data, for ``optim.epochs``. Tasks that support epochs
+        override this; the default raises ConfigError."""
+        raise ConfigError(f"optim.epochs: `train {self.task}` takes optim.max_steps only")
+
     def save_final(self, directory: Path, weights: dict[str, torch.Tensor] | None) -> None:
         raise NotImplementedError
 
@@ -251,12 +301,31 @@ class Trainer:
         o = self.cfg.optim
         return o.batch_size * o.grad_accum * self.dist.world
 
+    def plan_steps(self) -> None:
+        """With ``optim.epochs``: set ``optim.max_steps`` to ``ceil(epochs x rows_per_epoch() / global batch)`` (once;
+        :meth:`setup` calls it, a task whose data plan needs the step count calls it earlier). ConfigError when the
+        task has no epochs or no training rows."""
+        o = self.cfg.optim
+        if o.epochs is None or self._steps_planned:
+            return
+        rows = self.rows_per_epoch()
+        if rows < 1:
+            raise ConfigError("optim.epochs: there are no training rows to make an epoch of")
+        steps = max(1, math.ceil(o.epochs * rows / self.global_batch))
+        self.cfg.optim = o.model_copy(update={"max_steps": steps})
+        self._steps_planned = True
+        if self.dist.main:
+            log.info(f"optim.epochs {o.epochs:g}: {steps:,} steps ({rows:,} rows per epoch, {self.global_batch} rows "
+                     "per step)")
+
     def setup(self, resume: str | None) -> None:
-        """After the subclass built ``self.model``: optimizer, precision, engines, and resume."""
+        """After the subclass built ``self.model``: step count (:meth:`plan_steps`), optimizer, precision, engines,
+        and resume."""
+        self.plan_steps()
         o = self.cfg.optim
         self.model = self.model.to(self.dist.device)
-        if o.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+        if o.gradient_checkpointing:  # transformers 5's name (gradient_checkpointing_enable warns FutureWarning)
+            self.model.activation_checkpointing_enable()
         self.module = self.model
         self.optimizer = make_optimizer(self.model, o)
         self.autocast = precision(o, self.dist.device)
@@ -266,6 +335,7 @@ class Trainer:
             state = self.open_checkpoint(resume)
             assert state is not None and self._resume is not None
             path = self._resume[0]
+            self._check_resumed_settings(path, state)
             checkpoint.load(path, None if self.engine else self.module, None if self.engine else self.optimizer)
             if self.engine is not None:  # partitioned optimizer state: DeepSpeed's own format
                 folder = checkpoint.check_deepspeed_files(path)
@@ -276,8 +346,11 @@ class Trainer:
                 if loaded is None:
                     raise ConfigError(f"--resume: DeepSpeed found no checkpoint for this process in {folder}")
             self.step = state["step"]
+            self.early = {**self.early, **state.get("early_stopping", {})}
+            self._window = list(state.get("metrics_window", []))
             self.load_state(state)
-            log.info(f"resuming from {path} at step {self.step}")
+            if self.dist.main:
+                log.info(f"resuming from {path} at step {self.step}")
         if self.dist.kind == "ddp":
             ids = [self.dist.local_rank] if self.dist.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
@@ -288,9 +361,9 @@ class Trainer:
         """Find and verify the checkpoint ``resume`` names and return its state (None without ``resume``).
 
         Refused with ConfigError, before any weights are read, when it was made with other
-        :meth:`resume_fields` (naming each field, with its value there and here) or at a step past
-        ``optim.max_steps``. Changed :meth:`settings` are logged and recorded in :attr:`resumes`. :meth:`setup`
-        calls this; a task whose data plan depends on the checkpoint calls it earlier."""
+        :meth:`resume_fields` (naming each field, with its value there and here). :meth:`setup` calls this (and
+        then refuses a checkpoint past ``optim.max_steps``, and logs and records changed settings); a task whose
+        data plan depends on the checkpoint calls it earlier."""
         if not resume:
             return None
         if self._resume is not None:
@@ -306,9 +379,18 @@ class Trainer:
             raise ConfigError(f"--resume: {path} was trained with other values of what decides the training so far: "
                               f"{shown}{more}. Resume with the checkpoint's values, or train into a new output "
                               "directory")
-        if self.cfg.optim.max_steps < state["step"]:
-            raise ConfigError(f"optim.max_steps: {self.cfg.optim.max_steps} is below the step of {path} "
-                              f"({state['step']}); a resumed run cannot train fewer steps than it has")
+        self._resume = (path, state)
+        return state
+
+    def _check_resumed_settings(self, path: Path, state: dict[str, Any]) -> None:
+        """ConfigError for a checkpoint past ``optim.max_steps``; changed :meth:`settings` are logged and recorded
+        in :attr:`resumes`."""
+        o = self.cfg.optim
+        if o.max_steps < state["step"]:
+            given = f"optim.epochs: {o.epochs:g} ({o.max_steps} steps)" if o.epochs is not None else \
+                f"optim.max_steps: {o.max_steps}"
+            raise ConfigError(f"{given} is below the step of {path} ({state['step']}); a resumed run cannot train "
+                              "fewer steps than it has")
         changed = differences(state.get("settings", {}), self.settings())
         self.resumes = [*state.get("resumes", [])]
         if changed:
@@ -318,10 +400,9 @@ class Trainer:
             schedule = " (the learning-rate schedule follows the new values)" \
                 if any(k in changed for k in ("optim.max_steps", "optim.warmup_steps", "optim.lr",
                                               "optim.min_lr_ratio")) else ""
-            log.info(f"resuming at step {state['step']} with changed settings: "
-                     + ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changed.items()) + schedule)
-        self._resume = (path, state)
-        return state
+            if self.dist.main:
+                log.info(f"resuming at step {state['step']} with changed settings: "
+                         + ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changed.items()) + schedule)
 
     def _init_deepspeed(self) -> None:
         import deepspeed
@@ -405,11 +486,28 @@ class Trainer:
             self.engine.save_checkpoint(str(extra), tag="state")
         if self.dist.main:
             state = {"sequences_consumed": self.step * self.global_batch, "resume_fields": self.resume_fields(),
-                     "settings": self.settings(), "resumes": self.resumes, **self.state()}
+                     "settings": self.settings(), "resumes": self.resumes, "early_stopping": self.early,
+                     "metrics_window": [_plain(r) for r in self._window], **self.state()}
             checkpoint.save(self.out / "checkpoints", self.step, None if self.engine else self.module,
                             None if self.engine else self.optimizer, state, self.cfg.checkpoint.keep,
-                            extra={"deepspeed": extra} if extra else None)
+                            extra={"deepspeed": extra} if extra else None, protect=self.early["best_step"])
         self.dist.barrier()
+
+    def load_best_weights(self) -> Path:
+        """Load the weights of early stopping's best checkpoint (verified first) into the model; returns its
+        path. RunError when it is missing or damaged."""
+        path = self.out / "checkpoints" / f"step-{self.early['best_step']:07d}"
+        try:
+            checkpoint.verify(path)
+        except checkpoint.Damaged as e:
+            raise RunError(f"the best checkpoint (early stopping) cannot be read: {e}") from None
+        if self.engine is not None:
+            self.engine.load_checkpoint(str(checkpoint.check_deepspeed_files(path)), tag="state",
+                                        load_module_only=True, load_optimizer_states=False,
+                                        load_lr_scheduler_states=False)
+        else:
+            checkpoint.load(path, self.module, self.optimizer)
+        return path
 
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
         """The whole model's weights (gathered from ZeRO-3 partitions when needed); None = the module's own."""
@@ -419,7 +517,9 @@ class Trainer:
 
     # -- run -----------------------------------------------------------------------------------------------------
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
-        """Train to ``optim.max_steps`` (or only to ``stop_at``, then checkpoint and return).
+        """Train to ``optim.max_steps`` (or only to ``stop_at``, then checkpoint and return), or until early
+        stopping stops. Returns ``plan``, ``eval`` (of the final model), ``steps``, ``finished`` (the final model
+        was written) and the task's :meth:`state`.
 
         ConfigError when ``stop_at`` is not past the current step. A run that fails (a full disk: RunError naming
         the file) or is interrupted says how to go on (:func:`continue_hint`); one that stops before its first
@@ -476,9 +576,41 @@ class Trainer:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
 
+    def stopped_early(self) -> bool:
+        """Whether early stopping's patience has run out (judged with the current ``eval.early_stopping``)."""
+        es = self.cfg.eval.early_stopping
+        return es is not None and self.early["evals_without_improvement"] >= es.patience
+
+    def _early_stopping(self, evaluation: dict[str, dict[str, float]]) -> bool:
+        """Update the early-stopping state after an evaluation at this step; True when the held-out loss (the mean
+        over the sets) improved on the best by more than ``min_delta`` (the first evaluation always does)."""
+        es = self.cfg.eval.early_stopping
+        if es is None or not evaluation:
+            return False
+        loss = sum(m["loss"] for m in evaluation.values()) / len(evaluation)
+        best = self.early["best_loss"]
+        if best is None or loss < best - es.min_delta:
+            self.early = {"best_loss": loss, "best_step": self.step, "best_eval": evaluation,
+                          "evals_without_improvement": 0}
+            return True
+        self.early["evals_without_improvement"] += 1
+        return False
+
+    def _eval_line(self, evaluation: dict[str, dict[str, float]]) -> str:
+        sets = " | ".join(f"{d} loss {m['loss']:.4f} ppl {m['ppl']:.2f}" for d, m in evaluation.items())
+        line = f"step {self.step} eval: {sets or 'no held-out data'}"
+        if len(evaluation) > 1:
+            line += f"; mean loss {sum(m['loss'] for m in evaluation.values()) / len(evaluation):.4f}"
+        es, e = self.cfg.eval.early_stopping, self.early
+        if es is not None and e["best_step"] is not None:
+            line += (f"; best {e['best_loss']:.4f} at step {e['best_step']}, {e['evals_without_improvement']} of "
+                     f"{es.patience} evaluations without improvement")
+        return line
+
     def _run(self, stop_at: int | None) -> dict[str, Any]:
         cfg, main = self.cfg, self.dist.main
-        end = min(cfg.optim.max_steps, stop_at) if stop_at is not None else cfg.optim.max_steps
+        max_steps = cfg.optim.max_steps
+        end = min(max_steps, stop_at) if stop_at is not None else max_steps
         with checkpoint.writing(self.out, "the output directory"):
             self.out.mkdir(parents=True, exist_ok=True)
         plan = self.plan()
@@ -487,75 +619,170 @@ class Trainer:
             self._write_json("plan.json", plan, "the plan")
             self._write_json("config.json", cfg.model_dump(mode="json"), "the config")
         writer = _tensorboard(self.out / "tb") if main and cfg.log.tensorboard else None
-        metrics_path = self.out / "metrics.jsonl"
+        files = {name: self.out / name for name in ("metrics.jsonl", "steps.jsonl")}
         if main:
-            with checkpoint.writing(metrics_path, "the metrics"):
-                _trim_metrics(metrics_path, self.step)
-        metrics = open(metrics_path, "a", encoding="utf-8") if main else None
-        bar = tqdm(total=cfg.optim.max_steps, initial=self.step, desc=self.task, unit="step",
-                   disable=not (main and bars_enabled()), dynamic_ncols=True)
-        last, last_step = time.time(), self.step
+            for path in files.values():
+                with checkpoint.writing(path, "the metrics"):
+                    _trim_metrics(path, self.step)
+        opened: dict[str, Any] = {}
+        pending: dict[str, list[dict[str, Any]]] = {name: [] for name in files}  # records not yet written
+        bars = main and bars_enabled()
+        bar = tqdm(total=max_steps, initial=self.step, desc=self.task, unit="step", disable=not bars,
+                   dynamic_ncols=True)
+        pace = Pace(self.step, max_steps, self.tokens_per_step())
         last_eval: dict[str, Any] = {}
+        stopped = self.stopped_early()
         self.model.train()
-        pending: list[dict[str, Any]] = []  # records whose loss is still on the device
 
         def flush() -> None:
-            for record in pending:
-                record.update({k: float(v) for k, v in record.items() if isinstance(v, torch.Tensor)})
-                if metrics is not None:
-                    with checkpoint.writing(metrics_path, "the metrics"):
-                        metrics.write(json.dumps(record) + "\n")
-                    if writer is not None:
-                        _log_tb(writer, record)
-            if metrics is not None:
-                with checkpoint.writing(metrics_path, "the metrics"):
-                    metrics.flush()
-            pending.clear()
+            for name, records in pending.items():
+                if not records:
+                    continue
+                path = files[name]
+                with checkpoint.writing(path, "the metrics"):
+                    if name not in opened:
+                        opened[name] = open(path, "a", encoding="utf-8")
+                    opened[name].write("".join(json.dumps(_plain(r)) + "\n" for r in records))
+                    opened[name].flush()
+                if writer is not None and name == "metrics.jsonl":
+                    for r in records:
+                        _log_tb(writer, r)
+                records.clear()
 
         failed = True
         try:
-            while self.step < end:
-                record: dict[str, Any] = {"step": self.step + 1, **self.train_step()}
-                pending.append(record)
-                bar.update(1)
-                logged = self.step % cfg.log.every == 0 or self.step == end
-                evaluated = self.step % cfg.eval.every == 0 or self.step == cfg.optim.max_steps
-                saved = self.step % cfg.checkpoint.every == 0 or self.step in (cfg.optim.max_steps, end)
-                if logged:
-                    record["loss"] = float(record["loss"])  # waits for the step: the time below is honest
-                    now = time.time()
-                    record["tokens_per_s"] = (self.step - last_step) * self.tokens_per_step() / max(now - last, 1e-9)
-                    last, last_step = now, self.step
-                if evaluated:
-                    last_eval = self.evaluate()
-                    record["eval"] = last_eval
-                if logged or evaluated or saved:
-                    flush()
+            with bar_safe_console() if bars else nullcontext():
+                while self.step < end and not stopped:
+                    self._window.append(self.train_step())
+                    values = self.per_step()
+                    if values and main:
+                        pending["steps.jsonl"].append({"step": self.step, **values})
+                    bar.update(1)
+                    step = self.step
+                    evaluated = step % cfg.eval.every == 0 or step == max_steps
+                    improved = False
+                    if evaluated:
+                        with pace.paused():
+                            last_eval = self.evaluate()
+                        improved = self._early_stopping(last_eval)
+                        stopped = self.stopped_early()
+                    logged = step % cfg.log.every == 0 or step == max_steps or stopped
+                    saved = step % cfg.checkpoint.every == 0 or step in (max_steps, end) or improved or stopped
+                    record: dict[str, Any] | None = None
                     if logged:
+                        record = window_record(self._window, step)
+                        record["tokens_per_s"] = pace.tokens_per_s(step)
+                        self._window = []
+                        line = (f"step {step}/{max_steps}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
+                                f"{record['tokens_per_s']:,.0f} tokens/s  ETA {_duration(pace.eta(step))}")
                         bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
-                if saved:
-                    self.save_checkpoint()
+                        if main:
+                            log.log(logging.DEBUG if bars else logging.INFO, line)
+                    if evaluated:
+                        record = {**(record or {"step": step}), "eval": last_eval}
+                        if main:
+                            log.info(self._eval_line(last_eval))
+                    if record is not None and main:
+                        pending["metrics.jsonl"].append(record)
+                    if record is not None or saved:
+                        flush()
+                    if saved:
+                        with pace.paused():
+                            self.save_checkpoint()
             failed = False
         finally:
             bar.close()
-            for finish in (flush, getattr(metrics, "close", None), getattr(writer, "close", None)):
+            for finish in (flush, *(f.close for f in opened.values()), getattr(writer, "close", None)):
                 try:
                     if finish is not None:
                         finish()
                 except (OSError, RunError):  # a full disk: reported by the write that failed first
                     if not failed:
                         raise
-        if self.step == cfg.optim.max_steps:
+        self.final_step, self.final_eval = self.step, last_eval
+        if stopped or self.step == max_steps:
+            summary: dict[str, Any] = {}
+            if cfg.eval.early_stopping is not None and self.early["best_step"] is not None:
+                best = self.load_best_weights()
+                self.final_step, self.final_eval = self.early["best_step"], self.early["best_eval"]
+                why = f"training stopped early at step {self.step}: the held-out loss did not improve by " \
+                      f"{cfg.eval.early_stopping.min_delta:g} for {cfg.eval.early_stopping.patience} evaluations" \
+                    if stopped else f"training ran to step {self.step}"
+                summary["early_stopping"] = {**self.early, "stopped_early": stopped,
+                                             "final_step": self.early["best_step"], "final_checkpoint": str(best)}
+                summary["last_eval"] = last_eval
+                if main:
+                    log.info(f"{why}; the final model is the best checkpoint, {best.name} (held-out loss "
+                             f"{self.early['best_loss']:.4f})")
             weights = self.full_state_dict()
             if main:
                 self._save_final_model(weights)
-                summary = {"steps": self.step, "eval": last_eval, "resumes": self.resumes, **self.state()}
+                summary = {"steps": self.step, "eval": self.final_eval, **summary, "resumes": self.resumes,
+                           **self.state()}
                 self._write_json("summary.json", summary, "the summary")
-        return {"plan": plan, "eval": last_eval, "steps": self.step, **self.state()}
+        return {"plan": plan, "eval": self.final_eval, "steps": self.step,
+                "finished": stopped or self.step == max_steps, **self.state()}
 
     def tokens_per_step(self) -> int:
         """Tokens processed per optimizer step (for tokens/s)."""
         return self.global_batch * int(self.cfg.data.seq_len)
+
+
+class Pace:
+    """Timing for the progress line: tokens/s over the training time since the last call (evaluations and
+    checkpoints, run under :meth:`paused`, not counted), and the time left at the run's pace so far."""
+
+    def __init__(self, step: int, total: int, tokens_per_step: int) -> None:
+        self.first_step, self.total, self.tokens_per_step = step, total, tokens_per_step
+        self.started = self.mark = time.monotonic()
+        self.mark_step = step
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        begun = time.monotonic()
+        try:
+            yield
+        finally:
+            self.mark += time.monotonic() - begun
+
+    def tokens_per_s(self, step: int) -> float:
+        now = time.monotonic()
+        rate = (step - self.mark_step) * self.tokens_per_step / max(now - self.mark, 1e-9)
+        self.mark, self.mark_step = now, step
+        return rate
+
+    def eta(self, step: int) -> float:
+        """Seconds left to step ``total`` (NaN before the first step)."""
+        done = step - self.first_step
+        return (time.monotonic() - self.started) / done * (self.total - step) if done else float("nan")
+
+
+def window_record(window: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    """The metrics record of the steps in ``window`` (train-step records), ending at ``step``: the mean of each
+    numeric value (the gradient norm over the steps that have one), the last step's learning rate, and ``steps``
+    (how many steps it covers)."""
+    record: dict[str, Any] = {"step": step, "steps": len(window)}
+    for key in window[0] if window else ():
+        values = [float(r[key]) for r in window if key in r]
+        if key == "lr":
+            record[key] = values[-1]
+            continue
+        if key == "grad_norm":  # NaN where none was computed (no clipping, or DeepSpeed's own)
+            values = [v for v in values if v == v] or [float("nan")]
+        record[key] = sum(values) / len(values)
+    return record
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with device scalars read as floats (JSON-ready)."""
+    return {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in record.items()}
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def _trim_metrics(path: Path, step: int) -> None:

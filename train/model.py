@@ -227,8 +227,9 @@ def parameter_count(model: torch.nn.Module) -> tuple[int, int]:
         module = getattr(model, getter, lambda: None)()
         if module is not None:
             modules.append(module)
-    emb = {id(p): p.numel() for m in modules for p in m.parameters()}
-    total = sum(p.numel() for p in model.parameters())
+    # a ZeRO-3 partitioned parameter is empty on each process and records its full size as ds_numel
+    emb = {id(p): int(getattr(p, "ds_numel", p.numel())) for m in modules for p in m.parameters()}
+    total = sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
     return total, total - sum(emb.values())
 
 

@@ -57,9 +57,10 @@ def sft_card(facts: dict[str, Any], home: Path, merged: bool = False) -> str:
     """The Markdown card (with its YAML metadata block) of an SFT adapter, or with ``merged`` of the adapter folded
     into its base, whose README.md lies in ``home``."""
     method, base = facts["method"], base_reference(facts["base"], home)
+    full = method == "full"  # every weight trained: a whole model, nothing merged
     lines = ["---", f"library_name: {'transformers' if merged else 'peft'}", "pipeline_tag: text-generation",
              f"tags: [mixlab, sft, {method}]", "---", "",
-             f"# {'Merged SFT model' if merged else 'SFT adapter'} ({method})", "",
+             f"# {'SFT model' if full else 'Merged SFT model' if merged else 'SFT adapter'} ({method})", "",
              f"Supervised fine-tuning with `train sft` of mixlab {facts['mixlab_version']}, {facts['date']} (UTC): "
              f"{facts['steps']:,} optimizer steps, seed {facts['seed']}.", "",
              "## Base model", "",
@@ -79,8 +80,9 @@ def sft_card(facts: dict[str, Any], home: Path, merged: bool = False) -> str:
         lines.append(f"| {f['name']} | {f['format']} | {f['weight']:g} | "
                      + " | ".join(f"{counts.get(k, 0):,}" for k, _ in SUMMARY_COLUMNS) + " |")
     lines += ["", "## Method and hyper-parameters", "",
-              f"{method} through peft; {facts['trainable_parameters']:,} trainable parameters"
-              f"{' (now merged into the weights)' if merged else ''}.", "",
+              f"{'every weight trained' if full else f'{method} through peft'}; "
+              f"{facts['trainable_parameters']:,} trainable parameters"
+              f"{' (now merged into the weights)' if merged and not full else ''}.", "",
               "| setting | value |", "|---|---|"]
     lines += [f"| peft.{k} | {_value(v)} |" for k, v in facts["peft"].items()]
     lines += [f"| optim.{k} | {_value(v)} |" for k, v in facts["optim"].items()]
@@ -91,7 +93,7 @@ def sft_card(facts: dict[str, Any], home: Path, merged: bool = False) -> str:
               "No held-out evaluation (no records were held out).", "",
               "## Use", "",
               "`train generate <this directory>` chats with it in the format it was tuned on"
-              + ("." if merged else "; `train sft ... --merge` folds it into the base weights."), ""]
+              + ("." if merged or full else "; `train sft ... --merge` folds it into the base weights."), ""]
     return "\n".join(lines)
 
 

@@ -93,6 +93,15 @@ def allocate(weights: dict[str, float], total: int) -> dict[str, int]:
     return dict(zip(names, base.tolist()))
 
 
+def epoch_sequences(available: dict[str, int], weights: dict[str, float]) -> int:
+    """One epoch of a mixture, in sequences: how many the mixture draws (by ``weights``, normalized over the domains
+    with a positive weight) before its first domain has used each of its ``available`` sequences once. With the
+    corpus's natural weights this is every training sequence; with others, the most drawn domain sets it."""
+    active = {d: w for d, w in weights.items() if w > 0}
+    total = sum(active.values())
+    return int(min(available.get(d, 0) * total / w for d, w in active.items())) if active else 0
+
+
 class MixtureSampler:
     def __init__(self, streams: dict[str, DomainStream], weights: dict[str, float], total_sequences: int,
                  seq_len: int, max_repetition: float, seed: int) -> None:

@@ -1,5 +1,6 @@
-"""`train sft`: parameter-efficient supervised fine-tuning (LoRA by default; AdaLoRA, IA3, prompt tuning, prefix
-tuning, p-tuning through peft) on chat data, on the shared training loop (`train/loop.py`).
+"""`train sft`: supervised fine-tuning on chat data, on the shared training loop (`train/loop.py`): parameter-efficient
+(LoRA by default, DoRA, AdaLoRA, IA3, prompt tuning, prefix tuning, p-tuning through peft) or of every weight
+(``peft.method: full``). ``base`` may be an adapter directory: that adapter, on its own base model, trains further.
 
 Rows are packed (several samples per row, positions restarting and attention blocked between samples) unless the
 method prepends virtual tokens (prompt, prefix and p-tuning), where each sample is its own padded row. Loss is
@@ -21,13 +22,12 @@ import torch.nn.functional as F
 from mixlab.errors import ConfigError
 from mixlab.logs import log
 from train import model_card, sft_data
-from train.config import SFTConfig
-from train.loop import IGNORE, Batch, Trainer
-from train.model import from_pretrained
+from train.config import PROMPT_METHODS, PeftConfig, PretrainConfig, SFTConfig
+from train.loop import IGNORE, Batch, Trainer, check_output, numel
+from train.model import check_model_directory, from_pretrained
 from train.packing import POSITION_IDS, Mode, choose, segment_inputs
 from train.tokenizer import load_tokenizer
 
-PROMPT_METHODS = {"prompt_tuning", "prefix_tuning", "p_tuning"}
 TIED_WARNINGS = r"(?s).*(tie_word_embeddings=True|no longer tied)"
 """peft's warnings about an adapter on input/output embeddings that the base model ties"""
 PEFT_WARNINGS = (TIED_WARNINGS, r"`is_gradient_checkpointing` is deprecated",
@@ -59,8 +59,9 @@ def _feedforward(name: str) -> bool:
     return any(part in FEEDFORWARD_BLOCKS for part in name.split(".")[:-1])
 
 
-def peft_config(cfg: SFTConfig, model: Any) -> Any:
-    """The peft config for ``cfg.peft.method``, with mixlab's documented defaults.
+def peft_config(cfg: SFTConfig | PretrainConfig, model: Any) -> Any:
+    """The peft config for ``cfg.peft.method``, with mixlab's documented defaults (``peft.use_dora``: DoRA, Liu et
+    al. 2024, "DoRA: Weight-Decomposed Low-Rank Adaptation", through peft's ``LoraConfig(use_dora=True)``).
 
     ``peft.target_modules``, when given, goes to peft unchanged (a target matches a module by its name or its last
     dotted parts). Without it LoRA and AdaLoRA adapt every linear layer of the decoder blocks (peft's
@@ -73,7 +74,7 @@ def peft_config(cfg: SFTConfig, model: Any) -> Any:
     p = cfg.peft
     task = peft.TaskType.CAUSAL_LM
     if p.method == "lora":
-        return peft.LoraConfig(r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout,
+        return peft.LoraConfig(r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout, use_dora=p.use_dora,
                                target_modules=p.target_modules or "all-linear", task_type=task)
     if p.method == "adalora":
         return peft.AdaLoraConfig(init_r=int(p.r * 1.5), target_r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout,
@@ -100,12 +101,12 @@ def _linear_choices(model: Any) -> str:
                              if isinstance(m, (torch.nn.Linear, Conv1D))}))
 
 
-def check_target_modules(cfg: SFTConfig, model: Any) -> None:
+def check_target_modules(cfg: SFTConfig | PretrainConfig, model: Any) -> None:
     """ConfigError naming ``peft.target_modules`` when one of them names no module of ``model`` (peft's rule: the
     module's name, or its last dotted parts, so ``v_proj`` does not match ``qkv_proj``), listing the model's linear
     layers to choose from."""
     targets = cfg.peft.target_modules
-    if not targets or cfg.peft.method in PROMPT_METHODS:
+    if not targets or cfg.peft.method in PROMPT_METHODS or cfg.peft.method == "full":
         return
     names = [n for n, _ in model.named_modules() if n]
     unknown = [t for t in targets if not any(_matches(n, t) for n in names)]
@@ -121,14 +122,18 @@ def adapted_modules(model: Any) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)]
 
 
-def attach_adapter(cfg: SFTConfig, base: Any) -> Any:
+def attach_adapter(cfg: SFTConfig | PretrainConfig, base: Any) -> Any:
     """``base`` wrapped by peft with :func:`peft_config`, after :func:`check_target_modules`; logs which modules got
-    adapters and the trainable count. Raises ConfigError naming ``peft.target_modules`` (listing the base model's
-    linear layers) when no module got an adapter or a target names a module the method cannot adapt, and naming
-    ``peft`` for another peft refusal."""
+    adapters and the trainable count. With ``peft.method: full``, ``base`` itself with every weight trainable.
+    Raises ConfigError naming ``peft.target_modules`` (listing the base model's linear layers) when no module got an
+    adapter or a target names a module the method cannot adapt, and naming ``peft`` for another peft refusal."""
     from peft import get_peft_model
     from peft.utils.error import NoMatchingPeftModuleError, PeftError
 
+    if cfg.peft.method == "full":
+        base.requires_grad_(True)
+        log.info(f"full: every weight trains; {sum(t.numel() for t in base.parameters()):,} trainable parameters")
+        return base
     check_target_modules(cfg, base)
     choices = _linear_choices(base)
     none = f"peft.target_modules: no module of the base model got an adapter; its linear layers are {choices}"
@@ -148,14 +153,140 @@ def attach_adapter(cfg: SFTConfig, base: Any) -> Any:
             raise ConfigError(f"peft.target_modules: a target names a {kind}, which {cfg.peft.method} cannot adapt; "
                               f"its linear layers are {choices}") from None
     if cfg.peft.method not in PROMPT_METHODS:
-        adapted = adapted_modules(model)
-        if not adapted:
-            raise ConfigError(none)
-        trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
-        kinds = sorted({n.rsplit(".", 1)[-1] for n in adapted})
-        log.info(f"{cfg.peft.method}: adapters on {len(adapted)} modules ({', '.join(kinds)}); "
-                 f"{trainable:,} trainable parameters")
+        _log_adapters(cfg.peft, model)
     return model
+
+
+def _log_adapters(p: PeftConfig, model: Any) -> None:
+    adapted = adapted_modules(model)
+    if not adapted:
+        raise ConfigError("peft.target_modules: no module of the base model got an adapter; its linear layers are "
+                          f"{_linear_choices(model.get_base_model())}")
+    trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
+    kinds = sorted({n.rsplit(".", 1)[-1] for n in adapted})
+    log.info(f"{p.method}{' (DoRA)' if p.use_dora else ''}: adapters on {len(adapted)} modules ({', '.join(kinds)}); "
+             f"{trainable:,} trainable parameters")
+
+
+PEFT_TYPES = {"LORA": "lora", "ADALORA": "adalora", "IA3": "ia3", "PROMPT_TUNING": "prompt_tuning",
+              "PREFIX_TUNING": "prefix_tuning", "P_TUNING": "p_tuning"}
+"""peft's ``peft_type`` in an ``adapter_config.json`` -> ``peft.method``"""
+
+
+def adapter_base(path: str) -> str | None:
+    """The base model directory an adapter directory ``path`` was trained on (its ``adapter_config.json``'s
+    ``base_model_name_or_path``, checked by :func:`train.model.check_model_directory`), or None when ``path`` is a
+    whole model. Raises ConfigError naming ``base`` when it is neither, or the adapter's base is gone."""
+    if not check_model_directory(Path(path), "base"):
+        return None
+    return str(json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"])
+
+
+def adapter_settings(path: str, qlora: bool) -> PeftConfig:
+    """The ``peft`` section an adapter directory was trained with, read from its ``adapter_config.json``
+    (``qlora`` is the run's: how the base is loaded). Raises ConfigError naming ``base`` for a peft type mixlab does
+    not train, and for AdaLoRA, whose rank schedule ended with the run that made it."""
+    saved = json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8"))
+    method = PEFT_TYPES.get(str(saved.get("peft_type")))
+    if method is None:
+        raise ConfigError(f"base: {path} is a {saved.get('peft_type')} adapter; mixlab continues "
+                          f"{', '.join(sorted(PEFT_TYPES.values()))} adapters")
+    if method == "adalora":
+        raise ConfigError(f"base: {path} is an AdaLoRA adapter: its rank schedule ended with the run that made it, so "
+                          "it cannot train further; merge it (`--merge`) and tune the merged model")
+    targets = saved.get("target_modules")
+    values: dict[str, Any] = {"method": method, "qlora": qlora,
+                              "target_modules": sorted(targets) if isinstance(targets, list) else None}
+    if method == "lora":
+        values.update(r=saved["r"], alpha=saved["lora_alpha"], dropout=saved["lora_dropout"],
+                      use_dora=bool(saved.get("use_dora")))
+    if method in PROMPT_METHODS:
+        values["num_virtual_tokens"] = saved["num_virtual_tokens"]
+    return PeftConfig(**values)
+
+
+def continued_config(cfg: SFTConfig) -> tuple[SFTConfig, str | None]:
+    """``cfg`` and None when ``base`` is a whole model. When ``base`` is an adapter directory: ``cfg`` with the
+    adapter's ``peft`` settings (the adapter's shape wins; the run keeps ``peft.qlora``), and the adapter's base
+    model directory. A key of the run's ``peft`` section that is set in the config and differs from the adapter's
+    is a ConfigError naming it, with both values; so is ``peft.method: full``."""
+    real_base = adapter_base(cfg.base)
+    if real_base is None:
+        return cfg, None
+    if cfg.peft.method == "full":
+        raise ConfigError(f"peft.method: full trains a whole model, but base {cfg.base} is an adapter; give its "
+                          "merged model (`train sft --merge`) as base, or drop peft.method to train the adapter")
+    saved = adapter_settings(cfg.base, cfg.peft.qlora)
+    given = cfg.peft.model_dump()
+    differ = [k for k in sorted(cfg.peft.model_fields_set) if k != "qlora" and _differs(given[k], getattr(saved, k))]
+    if differ:
+        shown = "; ".join(f"peft.{k} {given[k]!r} here, {getattr(saved, k)!r} in the adapter" for k in differ)
+        raise ConfigError(f"base: {cfg.base} is an adapter trained with other peft settings ({shown}); a continued "
+                          "adapter keeps its own: remove these keys or set the adapter's values")
+    log.info(f"base: {cfg.base} is a {saved.method} adapter on {real_base}: training it further with its own settings")
+    return cfg.model_copy(update={"peft": saved}), real_base
+
+
+def _differs(given: Any, saved: Any) -> bool:
+    if isinstance(given, list) and isinstance(saved, list):
+        return sorted(given) != sorted(saved)
+    if isinstance(given, float) or isinstance(saved, float):
+        return given is None or saved is None or abs(float(given) - float(saved)) > 1e-12
+    return given != saved
+
+
+def load_adapter(base: Any, adapter: str) -> Any:
+    """The peft model of the adapter directory ``adapter`` on ``base`` (its base model, loaded), trainable
+    (``PeftModel.from_pretrained(base, adapter, is_trainable=True)``); logs the trainable count."""
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        for message in PEFT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        return PeftModel.from_pretrained(base, adapter, is_trainable=True)
+
+
+DATA_STARTS = {b"{": "JSON Lines", b"[": "a JSON list"}
+"""the first non-blank byte of each data file kind `train.sft_data` reads"""
+
+
+def check_data_files(cfg: SFTConfig) -> None:
+    """ConfigError naming ``data.files`` for a file that is missing or in a format mixlab does not read (JSON Lines
+    or a .json list; told by the first non-blank byte), before any file is loaded."""
+    for f in cfg.data.files:
+        path = Path(f.path)
+        if not path.is_file():
+            raise ConfigError(f"data.files: {path} does not exist" if not path.exists() else
+                              f"data.files: {path} is not a file")
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4096).removeprefix(sft_data.BOM).lstrip()
+        except OSError as e:
+            raise ConfigError(f"data.files: {path}: cannot read ({e.strerror or e})") from None
+        if head and head[:1] not in DATA_STARTS:
+            raise ConfigError(f"data.files: {path}: unknown data format (it starts with {head[:12]!r}); mixlab "
+                              "reads chat records as JSON Lines (.jsonl) or a JSON list (.json)")
+
+
+def check_before_work(cfg: SFTConfig, merge: bool) -> None:
+    """Refuse, before any model or data is loaded, what would fail later (ConfigError, one line): ``--merge`` with a
+    method whose result cannot be merged (full: final/ is already a whole model; prompt, prefix and p-tuning add
+    virtual tokens, not weights), QLoRA without CUDA or bitsandbytes, and data files mixlab cannot read
+    (:func:`check_data_files`). ``cfg`` is the run's config after :func:`continued_config`."""
+    import importlib.util
+
+    method = cfg.peft.method
+    if merge and method == "full":
+        raise ConfigError("--merge: peft.method full trains every weight and final/ is already the whole model; "
+                          "there is no adapter to merge (drop --merge)")
+    if merge and method in PROMPT_METHODS:
+        raise ConfigError(f"--merge: {method} adds virtual tokens, not weights, so it cannot be merged into the base; "
+                          "drop --merge and use final/adapter (e.g. with `train generate`)")
+    if cfg.peft.qlora and not torch.cuda.is_available():
+        raise ConfigError("peft.qlora: 4-bit QLoRA needs a CUDA GPU and bitsandbytes; this machine has no GPU")
+    if cfg.peft.qlora and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("peft.qlora: install bitsandbytes (pip install bitsandbytes) to use 4-bit QLoRA")
+    check_data_files(cfg)
 
 
 def load_base(path: str, qlora: bool) -> Any:
@@ -177,12 +308,18 @@ def load_base(path: str, qlora: bool) -> Any:
 class SFTTrainer(Trainer):
     task = "sft"
 
-    def __init__(self, cfg: SFTConfig, resume: str | None = None) -> None:
-        super().__init__(cfg, resume)
+    def __init__(self, cfg: SFTConfig, resume: str | None = None, merge: bool = False) -> None:
+        """Everything that can be refused is refused before data or weights are loaded: ``base`` and ``tokenizer``
+        directories, an adapter ``base`` whose settings differ from the run's (:func:`continued_config`), and
+        :func:`check_before_work` (``merge``: `train sft --merge` follows this run), after the output directory."""
+        check_output(Path(cfg.out), resume)
         for what, path in (("base", cfg.base), ("tokenizer", cfg.tokenizer)):
             if path is not None and not Path(path).is_dir():
                 raise ConfigError(f"{what}: {path} is not a local directory. Models are never downloaded (this runs "
                                   "offline): give a saved model, e.g. the final/ of `train pretrain`")
+        cfg, self.continued_base = continued_config(cfg)
+        check_before_work(cfg, merge)
+        super().__init__(cfg, resume)
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.base, "tokenizer" if cfg.tokenizer else "base")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -203,16 +340,22 @@ class SFTTrainer(Trainer):
         self.packing = d.packing and cfg.peft.method not in PROMPT_METHODS
         if d.packing and not self.packing:
             log.info(f"packing is off: {cfg.peft.method} prepends virtual tokens to every sample")
-        base = load_base(cfg.base, cfg.peft.qlora)
+        self._epochs: dict[int, list[list[int]]] = {}
+        self.plan_steps()  # optim.epochs, before AdaLoRA lays out its rank schedule over the steps
+        base = load_base(self.continued_base or cfg.base, cfg.peft.qlora)
         positions = getattr(base.config, "max_position_embeddings", None) or getattr(base.config, "n_positions", None)
         if positions is not None and d.max_len > positions:
             raise ConfigError(f"data.max_len: {d.max_len} is longer than the {positions} positions the base model "
                               f"{cfg.base} was built for; set data.max_len to {positions} or less")
-        self.model = attach_adapter(cfg, base)
-        if tied_adapted_output(self.model) is not None:
+        if self.continued_base is not None:
+            self.model = load_adapter(base, cfg.base)
+            if cfg.peft.method not in PROMPT_METHODS:
+                _log_adapters(cfg.peft, self.model)
+        else:
+            self.model = attach_adapter(cfg, base)
+        if cfg.peft.method != "full" and tied_adapted_output(self.model) is not None:
             log.info("peft.target_modules: the adapter changes an embedding that the base model ties to the other "
                      "(tie_word_embeddings); base + adapter is exact, and --merge unties them in the merged model")
-        self._epochs: dict[int, list[list[int]]] = {}
         self.last_eval: dict[str, dict[str, float]] = {}
         self.setup(resume)
         self.attention: Mode = choose(self.module, "data.packing") if self.packing else POSITION_IDS
@@ -227,6 +370,10 @@ class SFTTrainer(Trainer):
         return fields
 
     # -- data order ----------------------------------------------------------------------------------------------
+    def rows_per_epoch(self) -> int:
+        """The packed rows of one epoch (the samples, without packing)."""
+        return len(self._rows(0))
+
     def _rows(self, epoch: int) -> list[list[int]]:
         if epoch not in self._epochs:
             if len(self._epochs) > 4:
@@ -306,8 +453,8 @@ class SFTTrainer(Trainer):
 
     # -- reporting and saving ------------------------------------------------------------------------------------
     def plan(self) -> dict[str, Any]:
-        trainable = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.module.parameters())
+        trainable = sum(numel(p) for p in self.module.parameters() if p.requires_grad)
+        total = sum(numel(p) for p in self.module.parameters())
         rows = len(self._rows(0))
         return {"method": self.cfg.peft.method, "trainable_parameters": trainable, "parameters": total,
                 "train_examples": len(self.prepared.train), "heldout_examples": len(self.prepared.heldout),
@@ -324,20 +471,28 @@ class SFTTrainer(Trainer):
         return self.global_batch * self.cfg.data.max_len
 
     def save_final(self, directory: Path, weights: dict[str, torch.Tensor] | None) -> None:
-        adapter = directory / "adapter"
-        self.module.save_pretrained(str(adapter))
+        """The adapter, its tokenizer (with the chat template trained on), ``mixlab_sft.json`` and the model card
+        into ``directory``/adapter; with ``peft.method: full`` the whole model and the rest into ``directory``
+        itself. ``base`` in ``mixlab_sft.json`` and the card is the base model (for a continued adapter, the
+        adapter's base; ``continued_from`` then names the adapter)."""
+        full = self.cfg.peft.method == "full"
+        home = directory if full else directory / "adapter"
+        self.module.save_pretrained(str(home), state_dict=weights)
         if not self.chat.own:
             self.tokenizer.chat_template = sft_data.DEFAULT_JINJA
-        self.tokenizer.save_pretrained(str(adapter))
+        self.tokenizer.save_pretrained(str(home))
         chat_format = "tokenizer" if self.chat.own else "default"
-        trainable = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
-        card = model_card.sft_facts(self.cfg, self.prepared.summary, self.last_eval.get("heldout"), self.step,
-                                    trainable, chat_format,
+        trainable = sum(numel(p) for p in self.module.parameters() if p.requires_grad)
+        base = self.continued_base or self.cfg.base
+        card = model_card.sft_facts(self.cfg.model_copy(update={"base": base}), self.prepared.summary,
+                                    self.final_eval.get("heldout"), self.final_step, trainable, chat_format,
                                     sum(len(b.names) for b in self.eval_batches().get("heldout", [])))
-        (adapter / "mixlab_sft.json").write_text(json.dumps({"base": self.cfg.base, "method": self.cfg.peft.method,
-                                                             "chat_format": chat_format, "card": card},
-                                                            indent=2) + "\n")
-        model_card.write_sft_card(adapter, card, final_home=self.out / "final" / "adapter")
+        meta = {"base": base, "method": self.cfg.peft.method, "chat_format": chat_format, "card": card}
+        if self.continued_base is not None:
+            meta["continued_from"] = self.cfg.base
+        (home / "mixlab_sft.json").write_text(json.dumps(meta, indent=2) + "\n")
+        final = self.out / "final"
+        model_card.write_sft_card(home, card, merged=full, final_home=final if full else final / "adapter")
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         self.last_eval = super().evaluate()
