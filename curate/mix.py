@@ -38,7 +38,7 @@ from curate.layout import OutputLock, write_json_atomic, write_text_atomic
 from mixlab import __version__
 from mixlab.errors import ConfigError, RunError, storage_problem
 from mixlab.logs import log
-from train.config import weights_problem
+from train.config import mixture_file_weights
 from train.corpus import Corpus, Shard
 
 KIND = "curate mix"
@@ -105,18 +105,7 @@ def load_weights(path: Path, domains: list[str]) -> dict[str, float]:
     a plain ``{domain: weight}`` object. Domains the file leaves out get 0. Raises ConfigError naming the file for
     a missing or unreadable file, a domain not in ``domains``, a negative or non-finite weight, or no positive
     weight."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--weights: {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(f"--weights: {path}: cannot be read as JSON ({e})") from None
-    weights = data.get("weights", data) if isinstance(data, dict) else None
-    if not isinstance(weights, dict) or not weights:
-        raise ConfigError(f"--weights: {path}: expected a mixture.json (a 'weights' object) or a non-empty "
-                          "{domain: weight} object")
-    if problem := weights_problem(weights):
-        raise ConfigError(f"--weights: {path}: {problem}")
+    weights = mixture_file_weights(path, "--weights")
     unknown = sorted(set(weights) - set(domains))
     if unknown:
         raise ConfigError(f"--weights: {path}: domain {unknown[0]!r} is not in the corpus "

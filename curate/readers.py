@@ -505,16 +505,22 @@ def _jsonl_block(b: _Batcher, lines: list[Any], lineno: int, name: str, file_ind
             except UnicodeDecodeError as u:
                 b.error(name, loc, "bad_utf8", f"invalid UTF-8 at byte {u.start}", line, pos)
         else:
-            if not isinstance(rec, dict):
-                b.error(name, loc, "bad_json", f"expected a JSON object, got {type(rec).__name__}", line, pos)
-            elif _check_text(b, rec.get(src.text_field), src.text_field, name, loc, line, pos):
-                doc_id = _doc_id(rec, src.id_field, name, lineno)
-                if doc_id is None:
-                    b.error(name, loc, "missing_field", f"no usable id field {src.id_field!r}", line, pos)
-                else:
-                    b.doc(doc_id, rec[src.text_field], name, pos)
+            _record(b, src, rec, name, loc, line, pos, lineno)
         if b.full():
             yield b.flush()
+
+
+def _record(b: _Batcher, src: Source, rec: Any, name: str, loc: str, raw: bytes, pos: int, number: int) -> None:
+    """Add one parsed JSON record to ``b``: a document, or an error (not an object, no usable text or id) quoting
+    ``raw`` at ``loc``; ``number`` (its line or item) makes the default id."""
+    if not isinstance(rec, dict):
+        b.error(name, loc, "bad_json", f"expected a JSON object, got {type(rec).__name__}", raw, pos)
+    elif _check_text(b, rec.get(src.text_field), src.text_field, name, loc, raw, pos):
+        doc_id = _doc_id(rec, src.id_field, name, number)
+        if doc_id is None:
+            b.error(name, loc, "missing_field", f"no usable id field {src.id_field!r}", raw, pos)
+        else:
+            b.doc(doc_id, rec[src.text_field], name, pos)
 
 
 def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_index: int) -> pa.Table | None:
@@ -779,14 +785,7 @@ def _read_json(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
             t.pos = end
             loc, pos = f"item {index}", (file_index << 40) + index
             raw = t.buf[start:min(end, start + RAW_PREVIEW)]
-            if not isinstance(rec, dict):
-                b.error(name, loc, "bad_json", f"expected a JSON object, got {type(rec).__name__}", raw, pos)
-            elif _check_text(b, rec.get(src.text_field), src.text_field, name, loc, raw, pos):
-                doc_id = _doc_id(rec, src.id_field, name, index)
-                if doc_id is None:
-                    b.error(name, loc, "missing_field", f"no usable id field {src.id_field!r}", raw, pos)
-                else:
-                    b.doc(doc_id, rec[src.text_field], name, pos)
+            _record(b, src, rec, name, loc, raw, pos, index)
             if b.full():
                 yield b.flush()
             index += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -47,7 +47,8 @@ def mixture_file_weights(path: Path, key: str) -> dict[str, float]:
         raise ConfigError(f"{key}: {path} is not a readable JSON file ({e})") from None
     weights = value.get("weights", value) if isinstance(value, dict) else None
     if not isinstance(weights, dict) or not weights:
-        raise ConfigError(f"{key}: {path} holds no weights (a mixture.json or a {{domain: weight}} object)")
+        raise ConfigError(f"{key}: {path} holds no weights: expected a mixture.json (a 'weights' object) or a "
+                          "non-empty {domain: weight} object")
     if problem := weights_problem(weights):
         raise ConfigError(f"{key}: {path}: {problem}")
     return {str(d): float(w) for d, w in weights.items()}
@@ -303,14 +304,34 @@ class SFTConfig(TrainConfig):
             f.path = r(f.path)
 
 
-def fixed_length(cfg: TrainConfig, why: str) -> Any:
-    """``cfg`` unchanged, or ValueError when it sets ``optim.epochs`` or ``eval.early_stopping``, which a command
-    whose runs all train a fixed number of steps (``why``) cannot follow."""
-    if cfg.optim.epochs is not None:
-        raise ValueError(f"optim.epochs is not taken here: {why}")
-    if cfg.eval.early_stopping is not None:
-        raise ValueError(f"eval.early_stopping is not taken here: {why}")
-    return cfg
+class ProxyStudyConfig(TrainConfig):
+    """What `train doremi` and `train ablate` share: a corpus, a tokenizer (or one of ``vocab_size`` tokens trained
+    on the corpus into ``OUT/tokenizer``), one small proxy ``model`` and its ``data`` settings. The mixture is what
+    the command computes (``data.weights`` is refused), and every run trains a fixed number of steps
+    (``optim.epochs`` and ``eval.early_stopping`` are refused)."""
+
+    WEIGHTS_BY: ClassVar[str] = "the command"
+    LENGTH_BY: ClassVar[str] = "its runs train a fixed number of steps"
+
+    corpus: str = Field(description="a corpus directory written by `curate run`")
+    tokenizer: str | None = Field(default=None, description="a tokenizer directory; default: one of vocab_size "
+                                                            "tokens trained on the corpus into OUT/tokenizer")
+    vocab_size: int = Field(default=8000, ge=300, description="of the tokenizer trained when none is given")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+
+    @model_validator(mode="after")
+    def _computed_mixture_and_length(self) -> Self:
+        if self.data.weights is not None:
+            raise ValueError(f"data.weights is {self.WEIGHTS_BY}")
+        for key, value in (("optim.epochs", self.optim.epochs), ("eval.early_stopping", self.eval.early_stopping)):
+            if value is not None:
+                raise ValueError(f"{key} is not taken here: {self.LENGTH_BY}")
+        return self
+
+    def _resolve_paths(self, r: Any) -> None:
+        self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
+        self.model.path = r(self.model.path)
 
 
 class DoReMiParams(Strict):
@@ -326,7 +347,7 @@ class ReferenceConfig(Strict):
                                                         "tokens per domain), uniform, or a mixture.json path")
 
 
-class DoReMiConfig(TrainConfig):
+class DoReMiConfig(ProxyStudyConfig):
     """`train doremi`: DoReMi domain weights (Xie et al. 2023). The issue's keys map onto the shared sections:
     ``steps`` is ``optim.max_steps``, ``batch_size`` is ``optim.batch_size``, ``seq_len`` is ``data.seq_len``,
     ``eta``/``smoothing`` are ``doremi.eta``/``doremi.smoothing``; ``model`` is the proxy's model, and the reference
@@ -334,31 +355,16 @@ class DoReMiConfig(TrainConfig):
     tokens is trained on the corpus into ``OUT/tokenizer`` (as `train tokenizer` does). ``rounds`` > 1 is iterated
     DoReMi: round k's weights are round k+1's reference mixture."""
 
-    corpus: str = Field(description="a corpus directory written by `curate run`")
-    tokenizer: str | None = Field(default=None, description="a tokenizer directory; default: one of vocab_size "
-                                                            "tokens trained on the corpus into OUT/tokenizer")
-    vocab_size: int = Field(default=8000, ge=300, description="of the tokenizer trained when none is given")
-    model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
+    WEIGHTS_BY: ClassVar[str] = "what DoReMi computes; set reference.weights for the reference model"
+    LENGTH_BY: ClassVar[str] = "the reference and the proxy each train optim.max_steps steps"
+
     doremi: DoReMiParams = DoReMiParams()
     reference: ReferenceConfig = ReferenceConfig()
     rounds: int = Field(default=1, ge=1, le=10, description="iterated DoReMi: round k's weights are round k+1's "
                                                           "reference mixture")
 
-    @field_validator("data")
-    @classmethod
-    def _no_fixed_weights(cls, data: DataConfig) -> DataConfig:
-        if data.weights is not None:
-            raise ValueError("data.weights is what DoReMi computes; set reference.weights for the reference model")
-        return data
-
-    @model_validator(mode="after")
-    def _fixed_length(self) -> Self:
-        return fixed_length(self, "the reference and the proxy each train optim.max_steps steps")
-
     def _resolve_paths(self, r: Any) -> None:
-        self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
-        self.model.path = r(self.model.path)
+        super()._resolve_paths(r)
         if self.reference.weights not in ("natural", "uniform"):
             self.reference.weights = r(self.reference.weights)
 
@@ -404,18 +410,15 @@ class WeightedObjective(Strict):
                                                   "weights")
 
 
-class AblateConfig(TrainConfig):
+class AblateConfig(ProxyStudyConfig):
     """`train ablate`: one proxy run per (mixture, seed) with the `train pretrain` machinery, then a regression from
     weights to ``objective``. ``tokens`` is each run's budget (``optim.max_steps`` follows from it); ``seed`` seeds
     the Dirichlet samples and the mixture search; ``workers`` runs in parallel (default: one per GPU, else one per
     core). Without ``tokenizer``, one of ``vocab_size`` tokens is trained into ``OUT/tokenizer``."""
 
-    corpus: str = Field(description="a corpus directory written by `curate run`")
-    tokenizer: str | None = Field(default=None, description="a tokenizer directory; default: one of vocab_size "
-                                                            "tokens trained on the corpus into OUT/tokenizer")
-    vocab_size: int = Field(default=8000, ge=300, description="of the tokenizer trained when none is given")
-    model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
+    WEIGHTS_BY: ClassVar[str] = "set by each mixture; list mixtures under mixtures"
+    LENGTH_BY: ClassVar[str] = "each run trains the steps its token budget (tokens) makes"
+
     tokens: int = Field(ge=1, description="training tokens per run")
     seeds: list[int] = Field(default=[0], min_length=1, description="one run per mixture and seed")
     mixtures: MixtureSources = Field(description="the mixtures to train: the list, grid, dirichlet and named "
@@ -428,17 +431,6 @@ class AblateConfig(TrainConfig):
     eval: EvalConfig = EvalConfig(every=1_000_000_000, tokens_per_domain=50_000)  # every: at the end only
     log: LogConfig = LogConfig(every=50, tensorboard=False)
 
-    @field_validator("data")
-    @classmethod
-    def _no_fixed_weights(cls, data: DataConfig) -> DataConfig:
-        if data.weights is not None:
-            raise ValueError("data.weights is set by each mixture; list mixtures under mixtures")
-        return data
-
-    @model_validator(mode="after")
-    def _fixed_length(self) -> Self:
-        return fixed_length(self, "each run trains the steps its token budget (tokens) makes")
-
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
@@ -447,8 +439,5 @@ class AblateConfig(TrainConfig):
         return seeds
 
     def _resolve_paths(self, r: Any) -> None:
-        self.corpus, self.tokenizer = r(self.corpus), r(self.tokenizer)
-        self.model.path = r(self.model.path)
-        if isinstance(self.data.weights, str):
-            self.data.weights = mixture_file_weights(Path(r(self.data.weights)), "data.weights")
+        super()._resolve_paths(r)
         self.mixtures.named = [n if n in ("natural", "uniform", "corpus") else r(n) for n in self.mixtures.named]
