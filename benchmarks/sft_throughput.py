@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     claimed = shape.batch * shape.max_len  # SFTTrainer.tokens_per_step: what run()'s tokens_per_s counts
 
     variants = [
-        Variant("ours (packed)", "SFTTrainer.train_step, packing, 4D block-causal mask",
+        Variant("ours (packed)", "SFTTrainer.train_step, packing (restarting position ids)",
                 lambda: time_ours(base, shape, runs / "ours")),
         Variant("HF Trainer (padded)", f"peft + Trainer, DataCollatorForSeq2Seq, {args.hf_sampling} sampler",
                 lambda: time_hf(base, shape, data, runs / "hf", args.hf_sampling)),

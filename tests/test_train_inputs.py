@@ -287,8 +287,13 @@ def test_sft_non_utf8_json_list_is_one_line_naming_the_file(tmp_path: Path) -> N
 
 
 def _sft_cli(tmp_path: Path, tokenizer_dir: Path, content: bytes, **sections: object) -> list[str]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests.conftest import TINY_MODEL
+
     (tmp_path / "d.jsonl").write_bytes(content)
-    (tmp_path / "base").mkdir()  # refused before the base model is loaded: the tokenizer is given on its own
+    # a whole base (it is checked before the data); the data is refused before the base is loaded
+    LlamaForCausalLM(LlamaConfig(vocab_size=1000, **TINY_MODEL)).save_pretrained(str(tmp_path / "base"))
     cfg = sft_config(tmp_path, tmp_path / "base", [{"path": str(tmp_path / "d.jsonl")}],
                      tokenizer=str(tokenizer_dir), **sections)
     return ["sft", str(cfg)]
