@@ -5,7 +5,7 @@ What it measures, in one run, on one base model, one data set and one LoRA confi
 * **ours (packed)**: mixlab's SFT loop, ``SFTTrainer(cfg).train_step()`` called in a loop (the body of
   ``Trainer.run`` in ``train/loop.py``, which `train sft` runs; eval, checkpoints, logging and tensorboard are set
   beyond the run, so they are not part of the timed steps). ``data.packing: true``: several samples per row of at
-  most ``max_len`` tokens, positions restarting and attention blocked between samples (4D block-causal mask).
+  most ``max_len`` tokens, positions restarting at each sample (the model's own masks, `train/packing.py`).
 * **HF Trainer (padded)**: ``transformers.Trainer`` on ``peft.get_peft_model(base, <the same LoraConfig>)`` (built
   by ``train.sft.peft_config``, same seed, so the same initial adapter weights), fed *the same tokenized examples*
   (``train.sft_data.prepare`` via the SFTTrainer: identical ``input_ids`` and ``labels``) in ours' epoch order
