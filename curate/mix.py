@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.arrow_io import AtomicIPCWriter, AtomicWriter, read_ipc, sha256_file
 from curate.integrity import read_manifest
 from curate.layout import OutputLock, write_json_atomic, write_text_atomic
+from curate.tokens import METHOD as TOKEN_ESTIMATE
+from curate.tokens import document_estimates
 from mixlab import __version__
 from mixlab.errors import ConfigError, RunError, storage_problem
 from mixlab.logs import log
@@ -56,13 +57,11 @@ class Counting:
     """How tokens are counted: the corpus's bytes-per-token estimate, or a tokenizer's exact ids."""
 
     method: str
-    bytes_per_token: float | None = None
     tokenizer: Path | None = None
 
     def describe(self) -> dict[str, Any]:
         if self.method == "estimate":
-            return {"method": "estimate", "bytes_per_token": self.bytes_per_token,
-                    "note": "UTF-8 bytes of text / bytes_per_token, as the corpus's mixture.json counts"}
+            return {"method": "estimate", "note": f"{TOKEN_ESTIMATE}, as the corpus's manifest and mixture.json count"}
         from train.tokenizer import tokenizer_hash
 
         assert self.tokenizer is not None
@@ -121,9 +120,7 @@ def document_tokens(corpus: Corpus, shards: list[Shard], counting: Counting, tok
     for shard in shards:
         for batch in corpus.batches(shard, columns=("text",)):
             if counting.method == "estimate":
-                assert counting.bytes_per_token is not None
-                nbytes = pc.binary_length(pc.cast(batch.column(0), pa.binary())).to_numpy(zero_copy_only=False)
-                out.append(nbytes.astype(np.float64) / counting.bytes_per_token)
+                out.append(document_estimates(batch.column(0)))
             else:
                 ids = tokenizer(batch.column(0).to_pylist(), add_special_tokens=False)["input_ids"]
                 out.append(np.fromiter((len(x) for x in ids), dtype=np.float64, count=len(ids)))
@@ -268,7 +265,7 @@ def mix(corpus_dir: Path, weights_path: Path, tokens: int, out: Path, seed: int 
     read_manifest(corpus.root / "manifest.json")
     weights = load_weights(weights_path, sorted(corpus.manifest["domains"]))
     check_output(out, corpus.root)
-    counting = Counting("estimate", bytes_per_token=float(corpus.manifest.get("bytes_per_token_estimate", 4.0)))
+    counting = Counting("estimate")
     tok = None
     if tokenizer is not None:
         from train.tokenizer import load_tokenizer
@@ -432,7 +429,7 @@ def _manifest(corpus: Corpus, weights_path: Path, weights: dict[str, float], tok
 def render_card(m: dict[str, Any]) -> str:
     """The data card of a mix output, from its manifest alone."""
     c = m["counting"]
-    how = (f"estimated as UTF-8 bytes / {c['bytes_per_token']:g}, as the corpus's mixture.json counts"
+    how = (f"estimated ({c['note']})"
            if c["method"] == "estimate" else f"counted exactly with the tokenizer `{c['tokenizer']}` (no special "
                                              "tokens)")
     out = [f"# Mixture: {m['source']['name']}, {m['tokens_requested']:,} tokens", "",

@@ -58,8 +58,11 @@ def _check_shares(out: Path, corpus: Path, tokens_of) -> None:
 def test_each_domain_gets_weight_times_tokens_within_one_document(quickstart_out: Path, tmp_path: Path) -> None:
     out = tmp_path / "mix"
     _mix(quickstart_out, _weights(tmp_path, {"weights": WEIGHTS}), out)
-    bpt = json.loads((quickstart_out / "manifest.json").read_text())["bytes_per_token_estimate"]
-    _check_shares(out, quickstart_out, lambda text: len(text.encode("utf-8")) / bpt)
+    import pyarrow as pa
+
+    from curate.tokens import document_estimates
+
+    _check_shares(out, quickstart_out, lambda text: float(document_estimates(pa.array([text]))[0]))
     m = json.loads((out / "manifest.json").read_text())
     assert m["counting"]["method"] == "estimate" and m["tokens_requested"] == TOKENS
     assert m["source"]["corpus_sha256"] == json.loads((quickstart_out / "manifest.json").read_text())["corpus_sha256"]
