@@ -37,7 +37,7 @@ def _options_without_help(parser: argparse.ArgumentParser, path: str) -> list[st
 
 def test_readme_config_tables_match_the_models() -> None:
     readme = ROOT / "README.md"
-    assert ref.stale_sections(readme) == [], "run: python -m train.config_reference --update README.md"
+    assert ref.stale_sections(readme) == [], "run: train config --update README.md"
 
 
 def test_readme_has_a_table_for_every_train_command_the_recipe_and_every_step() -> None:
@@ -105,17 +105,21 @@ def test_an_unknown_table_name_is_a_config_error_listing_the_known_ones() -> Non
 
 
 def test_check_fails_on_a_stale_readme_and_update_fixes_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from train.cli import main
+
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- config:step:normalize -->\n| old |\n<!-- /config:step:normalize -->\n\nend\n")
-    assert ref.main(["--check", str(readme)]) == 1
+    assert main(["config", "--check", str(readme)]) == 1
     assert "stale config tables: step:normalize" in capsys.readouterr().err
-    assert ref.main(["--update", str(readme)]) == 0
-    assert ref.main(["--check", str(readme)]) == 0
+    assert main(["config", "--update", str(readme)]) == 0
+    assert main(["config", "--check", str(readme)]) == 0
     assert readme.read_text().endswith("<!-- /config:step:normalize -->\n\nend\n")
 
 
 def test_a_missing_readme_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert ref.main(["--update", str(tmp_path / "nope.md")]) == 2
+    from train.cli import main
+
+    assert main(["config", "--update", str(tmp_path / "nope.md")]) == 2
     assert capsys.readouterr().err.strip().endswith("nope.md: No such file or directory")
 
 

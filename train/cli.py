@@ -10,7 +10,7 @@ from typing import Iterator
 
 from mixlab import cli, logs
 from mixlab.config import load_config
-from mixlab.errors import EXIT_OK, ConfigError
+from mixlab.errors import EXIT_OK, EXIT_RUN_FAILED, ConfigError
 from mixlab.logs import log
 from train.config_reference import train_commands
 
@@ -50,8 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("config", type=Path, help="the config YAML file (keys: `train config ablate`)")
     ab.add_argument("overrides", nargs="*", metavar="key.path=value", help=OVERRIDES_HELP)
     c = sub.add_parser("config", help="every key of a command's config: type, default, description (Markdown)")
-    c.add_argument("name", metavar="COMMAND",
+    c.add_argument("name", metavar="COMMAND", nargs="?",
                    help=f"the command whose config to describe: {', '.join(train_commands())}")
+    c.add_argument("--update", type=Path, metavar="README", help="rewrite the tables between a README's config "
+                   "markers (<!-- config:NAME --> ... <!-- /config:NAME -->)")
+    c.add_argument("--check", type=Path, metavar="README", help="exit 1 when a marked table differs from the models")
     g = sub.add_parser("generate", help="sample from a model, an adapter or a merged model with its chat format")
     g.add_argument("model", type=Path, help="a model directory (final/ of `train pretrain`, final/merged of "
                    "`train sft`) or an adapter directory (final/adapter)")
@@ -215,8 +218,25 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from train.config_reference import table
+    from train.config_reference import render_readme, readme_sections, stale_sections, table
 
+    readme = args.update or args.check
+    if readme is not None:
+        if not readme.is_file():
+            raise ConfigError(f"{readme}: No such file or directory")
+        if args.check:
+            stale = stale_sections(readme)
+            if stale:
+                log.error(f"{readme}: stale config tables: {', '.join(stale)}; run train config --update {readme}")
+                return EXIT_RUN_FAILED
+            print(f"{readme}: config tables up to date")
+            return EXIT_OK
+        text = readme.read_text(encoding="utf-8")
+        new = render_readme(text)
+        if new != text:
+            readme.write_text(new, encoding="utf-8")
+        print(f"{readme}: {len(readme_sections(new))} config tables, {'updated' if new != text else 'up to date'}")
+        return EXIT_OK
     if args.name not in train_commands():
         raise ConfigError(f"config {args.name!r}: no such command; one of {', '.join(train_commands())}")
     print(table(args.name), end="")

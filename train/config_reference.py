@@ -1,17 +1,15 @@
 """The config reference: every key of a pydantic config model as a Markdown table (key, type, default,
 description), built from the models themselves, and the README sections that hold those tables.
 
-`train config pretrain` and `curate config recipe` print a table; ``python -m train.config_reference --update
+`train config pretrain` and `curate config recipe` print a table; ``train config --update
 README.md`` rewrites the README's tables in place (between ``<!-- config:NAME -->`` and ``<!-- /config:NAME -->``)
 and ``--check`` exits 1 when they disagree with the models.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from mixlab.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, ConfigError
+from mixlab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -237,43 +235,3 @@ def _type_text(annotation: Any, field: FieldInfo) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("\n", " ").replace("|", "\\|")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m train.config_reference NAME`` prints a table; ``--update README.md`` rewrites the README's
-    marked tables; ``--check README.md`` exits 1 naming the stale ones."""
-    p = argparse.ArgumentParser(prog="python -m train.config_reference", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", nargs="?", help="a config: " + ", ".join(train_commands() + ["recipe", "step:NAME"]))
-    p.add_argument("--update", type=Path, metavar="README", help="rewrite the tables between the config markers")
-    p.add_argument("--check", type=Path, metavar="README", help="exit 1 when a marked table differs from the models")
-    args = p.parse_args(argv)
-    try:
-        if args.update:
-            text = args.update.read_text(encoding="utf-8")
-            new = render_readme(text)
-            if new != text:
-                args.update.write_text(new, encoding="utf-8")
-            print(f"{args.update}: {len(readme_sections(new))} config tables, "
-                  f"{'updated' if new != text else 'already up to date'}")
-        elif args.check:
-            stale = stale_sections(args.check)
-            if stale:
-                print(f"{args.check}: stale config tables: {', '.join(stale)}; run python -m train.config_reference "
-                      f"--update {args.check}", file=sys.stderr)
-                return EXIT_RUN_FAILED
-            print(f"{args.check}: config tables up to date")
-        elif args.name:
-            print(table(args.name), end="")
-        else:
-            p.error("give a config name, --update README or --check README")
-    except ConfigError as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:
-        print(f"{p.prog}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())
