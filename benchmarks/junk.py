@@ -16,15 +16,33 @@ the junk has the vocabulary and topics of the real text it is compared with:
 
 ``make_junk`` draws ``per_kind`` documents of every kind, deterministic for a seed.
 
+Junk taken from real pages, not made by rules:
+
+* ``real_page_boilerplate``: the text lines of the HTML pages in the Common Crawl WARC samples
+  (``corpus/web/sample-*.warc.gz``, dolma's) that neither main-content extractor (trafilatura nor resiliparse) keeps:
+  menus, footers, buttons, bylines, link lists; each line once over all pages (a site's menu counts once), a page's
+  lines in page order, cut into documents of at most ``max_lines`` lines;
+* ``wiki_tables``: the tables (``{| ... |}``) of the English Wikipedia dump sample (``corpus/wiki/enwiki-*.bz2``),
+  one row per line, cells separated by tabs as an HTML-to-text extractor renders them, references, templates and
+  link markup removed.
+
 Not a benchmark itself; nothing to run.
 """
 
 from __future__ import annotations
 
+import bz2
+import html
 import random
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Callable
+
+from report import SHARED
+
+WARCS = sorted((SHARED / "corpus" / "web").glob("sample-*.warc.gz"))
+ENWIKI = next((SHARED / "corpus" / "wiki").glob("enwiki-*.bz2"), None)
 
 KINDS = ("boilerplate", "keyword_spam", "shuffled", "code_as_prose", "machine_translated")
 
@@ -218,3 +236,103 @@ def make_junk(paragraphs: list[str], code_files: list[str], per_kind: int, seed:
             src = pool[order[i % len(order)]]
             out.append((kind, GENERATORS[kind](src, rng)))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- real junk
+
+def warc_html_pages(paths: list[Path] = WARCS) -> list[tuple[str, str]]:
+    """(url, decoded HTML) of every HTML response in the WARC files, first occurrence of a URL only; charset from
+    the page as resiliparse detects it."""
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+    from warcio.archiveiterator import ArchiveIterator
+
+    pages: dict[str, str] = {}
+    for path in paths:
+        with open(path, "rb") as f:
+            for rec in ArchiveIterator(f):
+                if rec.rec_type != "response" or "html" not in (rec.http_headers.get_header("Content-Type") or ""):
+                    continue
+                url = rec.rec_headers.get_header("WARC-Target-URI")
+                raw = rec.content_stream().read()
+                if url not in pages:
+                    pages[url] = bytes_to_str(raw, detect_encoding(raw))
+    return list(pages.items())
+
+
+def boilerplate_lines(page: str) -> list[str]:
+    """The non-empty lines of a page's whole visible text (resiliparse, ``main_content=False``) that neither
+    trafilatura nor resiliparse's main-content extraction keeps, in page order."""
+    import trafilatura
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    tree = HTMLTree.parse(page)
+    every = [x.strip() for x in extract_plain_text(tree, main_content=False, alt_texts=False).splitlines()]
+    kept = {x.strip() for x in extract_plain_text(tree, main_content=True).splitlines()}
+    kept |= {x.strip() for x in (trafilatura.extract(page, include_comments=False) or "").splitlines()}
+    return [x for x in every if x and x not in kept]
+
+
+def real_page_boilerplate(min_lines: int = 3, max_lines: int = 15) -> list[tuple[str, str]]:
+    """(url#part, text) documents of real boilerplate lines (see the module doc); every line once over all pages."""
+    seen: set[str] = set()
+    docs = []
+    for url, page in warc_html_pages():
+        lines = []
+        for line in boilerplate_lines(page):
+            if line not in seen:
+                seen.add(line)
+                lines.append(line)
+        for part, i in enumerate(range(0, len(lines), max_lines)):
+            chunk = lines[i:i + max_lines]
+            if len(chunk) >= min_lines:
+                docs.append((f"{url}#{part}", "\n".join(chunk)))
+    return docs
+
+
+def _strip_wiki_markup(text: str) -> str:
+    text = re.sub(r"<ref[^>]*/>", "", text)
+    text = re.sub(r"<ref.*?</ref>", "", text, flags=re.S)
+    while True:
+        t = re.sub(r"\{\{[^{}]*\}\}", "", text)
+        if t == text:
+            break
+        text = t
+    text = re.sub(r"\[\[(?:File|Image):[^\]]*\]\]", "", text)
+    text = re.sub(r"\[\[(?:[^\]|]*\|)?([^\]]*)\]\]", r"\1", text)
+    text = re.sub(r"\[https?://\S+ ([^\]]*)\]", r"\1", text)
+    text = re.sub(r"<br\s*/?>", " ", text)
+    text = re.sub(r"<[^>]+>", "", text)
+    return text.replace("'''", "").replace("''", "")
+
+
+def _cell(raw: str) -> str:
+    """A cell's text: attributes before a single ``|`` dropped (``style="..." | text``)."""
+    parts = re.split(r"(?<!\|)\|(?!\|)", raw, maxsplit=1)
+    text = parts[1] if len(parts) == 2 and "=" in parts[0] else raw
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def wiki_tables(min_rows: int = 3) -> list[tuple[str, str]]:
+    """(table#n, text) of the Wikipedia dump's tables with at least ``min_rows`` non-empty rows (module doc)."""
+    if ENWIKI is None:
+        return []
+    dump = html.unescape(bz2.open(ENWIKI, "rt", encoding="utf-8").read())
+    docs = []
+    for n, body in enumerate(re.findall(r"^\{\|.*?^\|\}", dump, flags=re.S | re.M)):
+        rows: list[list[str]] = [[]]
+        for line in _strip_wiki_markup(body).splitlines()[1:-1]:
+            line = line.strip()
+            if line.startswith("|-"):
+                rows.append([])
+            elif line.startswith("|+"):
+                continue
+            elif line[:1] in ("|", "!"):
+                rows[-1] += [_cell(c) for c in re.split(r"\|\||!!", line[1:])]
+            elif line and rows[-1]:
+                rows[-1][-1] += " " + line
+        text_rows = ["\t".join(c for c in r if c) for r in rows]
+        text_rows = [r for r in text_rows if r.strip()]
+        if len(text_rows) >= min_rows:
+            docs.append((f"table#{n}", "\n".join(text_rows)))
+    return docs

@@ -339,9 +339,9 @@ def child_run(recipe: Path, out: Path, workers: int, result: Path) -> None:
     phases: list[tuple[str, float, float]] = []
     original = local.LocalExecutor.run
 
-    def timed(executor: Any, todo: list[Any], desc: str) -> None:
+    def timed(executor: Any, desc: str, todo: list[Any]) -> None:
         t0 = time.time()
-        original(executor, todo, desc)
+        original(executor, desc, todo)
         if todo:
             phases.append((desc, t0, time.time()))
 

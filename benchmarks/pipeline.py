@@ -220,9 +220,9 @@ class PhaseRecorder:
         original = local.LocalExecutor.run
         phases = self.phases
 
-        def timed(executor: Any, todo: list[Any], desc: str) -> None:
+        def timed(executor: Any, desc: str, todo: list[Any]) -> None:
             t0 = time.perf_counter()
-            original(executor, todo, desc)
+            original(executor, desc, todo)
             phases.append((desc, t0, time.perf_counter()))
 
         local.LocalExecutor.run = timed  # type: ignore[method-assign]

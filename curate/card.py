@@ -1,12 +1,233 @@
-"""The data card: a Markdown summary of a corpus, rendered from its manifest alone (so it is reproducible)."""
+"""The data card: a Hugging Face dataset card (``card.md``, YAML front matter + Markdown) and its figures, written
+from the manifest, the step statistics and one read of the corpus's shards.
+
+The card follows the Hugging Face dataset card (https://huggingface.co/docs/hub/datasets-cards): front matter with
+``language``, ``license`` (each source's ``license:`` in the recipe), ``size_categories``, ``task_categories`` and
+``pretty_name``; then a description, the sources with their licences, the processing funnel with removal reasons,
+tables per domain and per language (the ``lang`` langid wrote, read from the shards), the mixture weights with
+their method and provenance, a few truncated example records and the known limitations. Figures
+(`curate.card_plots`) are PNG files in a folder named after the card (``card/`` beside ``card.md``), each drawn
+only when its data exists. Card and figures are views of the corpus: they are not in the manifest's checksummed
+``files`` and `curate card OUT` rebuilds them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
 
 from curate import languages
+from mixlab.logs import log
+
+LENGTH_EDGES = [round(10 ** (k / 4), 3) for k in range(4, 33)]
+"""bin edges of document length in UTF-8 bytes: 10 B to 100 MB, 4 bins per decade"""
+PPL_EDGES = [round(10 ** (k / 40), 3) for k in range(0, 241)]
+"""bin edges of KenLM perplexity: 1 to 10^6, 40 bins per decade"""
+EXAMPLE_CHARS = 300
+"""characters of an example record shown in the card"""
+MAX_EXAMPLES = 6
+MAX_LANGUAGE_COLUMNS = 8
+"""languages shown by name in the per-domain table and figure; the others are summed as 'other'"""
+NO_LANG = "none"
+"""key of documents without a ``lang`` annotation (not identified, or a domain outside langid's scope)"""
+
+_SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                    (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
+                    (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
 
 
+def write_card(root: Path, manifest: dict[str, Any], card_path: Path | None = None) -> None:
+    """Write the data card of the corpus at ``root`` (``manifest``: its manifest, written or about to be) to
+    ``card_path`` (default ``root/card.md``) and its figures as PNG files into the folder of the card's name
+    beside it (``root/card/``), each file atomically. Figures no longer drawn are deleted from that folder (only
+    names `curate.card_plots` draws). Reads ``root/stats/``, ``root/mixture.json`` when present, and the
+    ``text``/``lang`` and annotation columns of the data shards (plus the removed shards when all were kept);
+    raises OSError when they cannot be read. Without matplotlib the card is written without figures and one line
+    says so."""
+    from curate import card_plots
+
+    path = card_path or root / "card.md"
+    folder = path.with_suffix("")
+    facts = collect(root, manifest)
+    figures: dict[str, str] = {}
+    if card_plots.available():
+        for name, data in facts["figures"].items():
+            _write_bytes_atomic(folder / f"{name}.png", card_plots.draw(name, data))
+            figures[name] = f"{folder.name}/{name}.png"
+    else:
+        log.info("matplotlib is not installed: the data card has no figures (pip install matplotlib)")
+    for name in card_plots.FIGURES:
+        stale = folder / f"{name}.png"
+        if name not in figures and stale.exists():
+            stale.unlink()
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    _write_bytes_atomic(path, render(manifest, facts, figures).encode("utf-8"))
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# -- numbers ---------------------------------------------------------------------------------------------------------
+def _counts(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Counts per bin [e_i, e_i+1) of ``values`` clipped into [e_0, e_last]; NaN is not counted."""
+    values = values[~np.isnan(values)]
+    idx = np.searchsorted(np.asarray(edges), np.clip(values, edges[0], edges[-1]), side="right") - 1
+    return np.bincount(np.clip(idx, 0, len(edges) - 2), minlength=len(edges) - 1)
+
+
+def _batches(root: Path, shards: list[dict[str, Any]], columns: list[str]) -> Iterator[dict[str, Any]]:
+    """The shards' rows as batches of ``{column: pyarrow array}``, only the wanted columns each shard has."""
+    import pyarrow.parquet as pq
+
+    for shard in shards:
+        f = pq.ParquetFile(root / shard["path"])
+        present = [c for c in columns if c in f.schema_arrow.names]
+        for batch in f.iter_batches(batch_size=8192, columns=present):
+            yield {c: batch.column(c) for c in present}
+
+
+def _floats(batch: dict[str, Any], column: str) -> np.ndarray:
+    if column not in batch:
+        return np.full(0, np.nan)
+    return batch[column].to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _later_removed(manifest: dict[str, Any], step: str, own: bool) -> list[dict[str, Any]]:
+    """Removed shards of the steps after ``step`` (and of ``step`` itself when ``own``), when the run kept every
+    removed document; otherwise none (a sample would skew the figures)."""
+    if manifest["keep_removed"] != "all":
+        return []
+    order = [f["step"] for f in manifest["funnel"]]
+    after = order[order.index(step) + (0 if own else 1):]
+    return [s for name in after for s in manifest["removed"].get(name, [])]
+
+
+def collect(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Everything the card shows beyond the manifest: ``stats`` (step -> its stats file), ``mixture``
+    (``mixture.json`` or None), ``langs`` (domain -> {lang or ``none``: kept documents}), ``examples``
+    (``[{domain, id, lang, url, bytes, text, truncated}]``, text cut at ``EXAMPLE_CHARS``) and ``figures``
+    (figure name -> the numbers it draws, in the form `curate.card_plots` documents; only figures with data).
+    Reads each data shard once, and the removed shards of the steps from perplexity and after each dedup step
+    when the run kept all removed documents; memory does not grow with the corpus (fixed histogram bins)."""
+    import pyarrow.compute as pc
+
+    steps = [f["step"] for f in manifest["funnel"]]
+    stats = {s: json.loads((root / "stats" / f"{s}.json").read_text(encoding="utf-8")) for s in steps
+             if (root / "stats" / f"{s}.json").exists()}
+    mixture_file = root / "mixture.json"
+    mixture = json.loads(mixture_file.read_text(encoding="utf-8")) if mixture_file.exists() else None
+    ppl_step = next((s for s in manifest["recipe"]["steps"] if "perplexity" in s), {}).get("perplexity")
+    ppl_lang = ppl_step.get("lang") if ppl_step else None
+    langs: dict[str, Counter[str]] = {}
+    lengths: dict[str, dict[str, Any]] = {}
+    ppl: dict[str, dict[str, np.ndarray]] = {}
+    exact: Counter[int] = Counter()
+    near: Counter[int] = Counter()
+    examples: list[dict[str, Any]] = []
+
+    def add_ppl(batch: dict[str, Any], kind: str) -> None:
+        values = _floats(batch, "ppl")
+        if not len(values):
+            return
+        lang = (np.full(len(values), ppl_lang, dtype=object) if ppl_lang else
+                np.asarray(batch["lang"].to_pylist() if "lang" in batch else [None] * len(values), dtype=object))
+        for code in set(lang[~np.isnan(values)].tolist()):
+            entry = ppl.setdefault(str(code), {k: np.zeros(len(PPL_EDGES) - 1, np.int64) for k in ("kept", "removed")})
+            entry[kind] += _counts(values[lang == code], PPL_EDGES)
+
+    def add_groups(batch: dict[str, Any]) -> None:
+        for column, counter in (("exact_copies", exact), ("dup_count", near)):
+            sizes = _floats(batch, column)
+            counter.update(int(s) for s in sizes[sizes >= 2])
+
+    wanted = ["id", "text", "lang", "url", "ppl", "exact_copies", "dup_count"]
+    for domain, v in manifest["domains"].items():
+        counts = np.zeros(len(LENGTH_EDGES) - 1, np.int64)
+        total_bytes, found = 0, Counter[str]()
+        for batch in _batches(root, v["shards"], wanted):
+            size = pc.binary_length(batch["text"]).to_numpy(zero_copy_only=False).astype(np.float64)
+            counts += _counts(size, LENGTH_EDGES)
+            total_bytes += int(size.sum())
+            lang = batch["lang"].to_pylist() if "lang" in batch else [None] * len(size)
+            found.update(NO_LANG if x is None else x for x in lang)
+            if not any(e["domain"] == domain for e in examples) and len(examples) < MAX_EXAMPLES and len(size):
+                text = batch["text"][0].as_py()
+                examples.append({"domain": domain, "id": batch["id"][0].as_py(), "lang": lang[0],
+                                 "url": batch["url"][0].as_py() if "url" in batch else None,
+                                 "bytes": int(size[0]), "text": text[:EXAMPLE_CHARS],
+                                 "truncated": len(text) > EXAMPLE_CHARS})
+            add_ppl(batch, "kept")
+            add_groups(batch)
+        langs[domain] = found
+        lengths[domain] = {"counts": counts.tolist(), "docs": v["docs"], "bytes": total_bytes}
+    if "perplexity" in steps:
+        for batch in _batches(root, _later_removed(manifest, "perplexity", own=True), ["lang", "ppl"]):
+            add_ppl(batch, "removed")
+    for step, column in (("exact_dedup", "exact_copies"), ("minhash_dedup", "dup_count")):
+        if step in steps:
+            for batch in _batches(root, _later_removed(manifest, step, own=False), [column]):
+                add_groups(batch)
+    population = ("every document the step saw" if manifest["keep_removed"] == "all"
+                  else "kept documents only: removed ones were not all saved")
+    figures: dict[str, Any] = {"funnel": _funnel(manifest)}
+    if manifest["domains"] and any(v["docs"] for v in manifest["domains"].values()):
+        figures["length"] = {"edges": LENGTH_EDGES, "domains": lengths}
+    if any(k != NO_LANG for c in langs.values() for k in c):
+        figures["languages"] = {"domains": {d: dict(c.most_common()) for d, c in langs.items()},
+                                "shown": _shown_languages(langs)}
+    cutoffs = stats.get("perplexity", {}).get("combine", {}).get("cutoffs", {})
+    if ppl:
+        figures["perplexity"] = {
+            "edges": PPL_EDGES, "population": population,
+            "langs": {code: {"kept": v["kept"].tolist(), "removed": v["removed"].tolist(),
+                             "head_max": cutoffs.get(code, {}).get("head_max"),
+                             "middle_max": cutoffs.get(code, {}).get("middle_max")} for code, v in sorted(ppl.items())}}
+    qc = stats.get("quality_classifier", {}).get("histograms", {}).get("quality_score")
+    if qc and sum(qc["counts"]):
+        figures["quality_score"] = {**qc, "threshold": stats["quality_classifier"]["params"].get("threshold")}
+    gopher = {k: h for k, h in stats.get("quality", {}).get("histograms", {}).items() if sum(h["counts"])}
+    if gopher:
+        figures["gopher_signals"] = {"documents": stats["quality"]["documents_in"], "signals": gopher}
+    if exact or near:
+        figures["duplicates"] = {"exact": {str(k): n for k, n in sorted(exact.items())},
+                                 "near": {str(k): n for k, n in sorted(near.items())}, "population": population}
+    return {"stats": stats, "mixture": mixture, "langs": {d: dict(c) for d, c in langs.items()},
+            "examples": examples, "figures": figures}
+
+
+def _funnel(m: dict[str, Any]) -> dict[str, Any]:
+    """The funnel figure's numbers: documents left after each step, from the manifest alone."""
+    left = m["funnel"][0]["documents_in"] if m["funnel"] else m["accounting"]["kept"]
+    steps = []
+    for f in m["funnel"]:
+        left -= f["removed"]
+        steps.append({"step": f["step"], "removed": f["removed"], "remaining": left,
+                      "reasons": m["accounting"]["removed"].get(f["step"], {})})
+    acc = m["accounting"]
+    return {"read": acc["read"], "errored": acc["errored"], "kept": acc["kept"], "steps": steps}
+
+
+def _shown_languages(langs: dict[str, Counter[str]]) -> list[str]:
+    total: Counter[str] = Counter()
+    for c in langs.values():
+        total.update({k: n for k, n in c.items() if k != NO_LANG})
+    return [k for k, _ in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_LANGUAGE_COLUMNS]]
+
+
+# -- Markdown --------------------------------------------------------------------------------------------------------
 def _n(x: int) -> str:
     return f"{x:,}"
 
@@ -15,45 +236,305 @@ def _mb(x: int) -> str:
     return f"{x / 1e6:,.2f}"
 
 
-def render(m: dict[str, Any]) -> str:
+def _cell(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``."""
+    longest = max((len(run) for run in text.split("\n") for run in _backtick_runs(run)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _backtick_runs(line: str) -> list[str]:
+    runs, cur = [], ""
+    for ch in line:
+        if ch == "`":
+            cur += ch
+        elif cur:
+            runs.append(cur)
+            cur = ""
+    return runs + ([cur] if cur else [])
+
+
+def size_category(n: int) -> str:
+    """The Hugging Face ``size_categories`` value for ``n`` examples (``n<1K`` ... ``n>1T``)."""
+    return next((label for limit, label in _SIZE_CATEGORIES if n < limit), "n>1T")
+
+
+def licences(m: dict[str, Any]) -> list[str]:
+    """Each source's declared licence (recipe ``sources[i].license``, lower-cased as the Hub writes licence ids),
+    distinct, in source order; ``unknown`` for sources that declare none."""
+    seen: list[str] = []
+    for s in m["recipe"]["sources"]:
+        lic = str(s.get("license") or "unknown").lower()
+        if lic not in seen:
+            seen.append(lic)
+    return seen
+
+
+def front_matter(m: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
+    """The card's YAML metadata: Hugging Face dataset card fields, and ``configs`` so that
+    ``datasets.load_dataset`` on the corpus directory reads ``data/*/*.parquet``."""
+    total: Counter[str] = Counter()
+    for c in (facts or {}).get("langs", {}).values():
+        total.update({k: n for k, n in c.items() if k not in (NO_LANG, "unknown")})
+    if not facts and m.get("languages"):
+        total.update({k: v["kept"] for k, v in m["languages"].items() if v["kept"]})
+    langs = [k for k, _ in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))]
+    meta: dict[str, Any] = {"pretty_name": m["name"]}
+    if langs:
+        meta["language"] = langs
+        meta["multilinguality"] = "multilingual" if len(langs) > 1 else "monolingual"
+    lic = licences(m)
+    meta["license"] = lic[0] if len(lic) == 1 else lic
+    meta.update({"size_categories": [size_category(m["accounting"]["kept"])],
+                 "task_categories": ["text-generation"], "task_ids": ["language-modeling"],
+                 "source_datasets": ["original"], "tags": ["mixlab", "pretraining"],
+                 "configs": [{"config_name": "default", "data_files": [{"split": "train",
+                                                                         "path": "data/*/*.parquet"}]}]})
+    return meta
+
+
+def render(m: dict[str, Any], facts: dict[str, Any] | None = None, figures: dict[str, str] | None = None) -> str:
+    """The card's text for manifest ``m``. ``facts`` is :func:`collect`'s result (without it the sections read
+    from the shards and the stats are left out) and ``figures`` maps figure names to their relative links."""
+    import yaml
+
+    facts, figures = facts or {}, figures or {}
     acc = m["accounting"]
-    out = [f"# Data card: {m['name']}", "",
-           f"Built by mixlab {m['tool_versions']['mixlab']} from recipe `{m['recipe_hash'][:12]}` "
-           f"(seed {m['seed']}). Corpus hash `{m['corpus_sha256'][:16]}`.", "",
-           "## Sources", "", "| domain | format | files | first file |", "|---|---|---:|---|"]
-    for s in m["sources"]:
-        out.append(f"| {s['domain']} | {s['format']} | {len(s['files'])} | `{s['files'][0]}` |")
-    out += ["", "## Accounting", "",
-            f"Documents read **{_n(acc['read'])}** = kept **{_n(acc['kept'])}** + removed "
-            f"**{_n(acc['removed_total'])}** + errored **{_n(acc['errored'])}** "
-            f"({'balanced' if acc['balanced'] else 'NOT BALANCED'}).", "",
-            "## Step funnel", "", "| step | documents in | removed | kept | share removed |", "|---|---:|---:|---:|---:|"]
+    stats = facts.get("stats", {})
+    step_names = [f["step"] for f in m["funnel"]]
+    total_bytes = sum(v["bytes"] for v in m["domains"].values())
+    total_tokens = sum(v["est_tokens"] for v in m["domains"].values())
+    lic = licences(m)
+    out = ["---", yaml.safe_dump(front_matter(m, facts or None), sort_keys=False, allow_unicode=True).rstrip(),
+           "---", "", f"# Dataset Card for {m['name']}", "",
+           f"A pretraining corpus of **{_n(acc['kept'])} documents** ({_mb(total_bytes)} MB of text, about "
+           f"{_n(total_tokens)} tokens) in {len(m['domains'])} domains ({', '.join(m['domains']) or 'none'}), "
+           f"curated by mixlab {m['tool_versions']['mixlab']} with the steps "
+           f"{' → '.join(f'`{s}`' for s in step_names[1:]) or '(none)'} and weighted by the "
+           f"`{m['recipe']['mixture']['method']}` mixture.", "",
+           "## Dataset Details", "", "### Dataset Description", "",
+           f"- **Recipe:** `{m['name']}`, hash `{m['recipe_hash'][:12]}`, seed {m['seed']}",
+           f"- **Built by:** mixlab {m['tool_versions']['mixlab']} "
+           f"(Python {m['tool_versions'].get('python', '?')}, pyarrow {m['tool_versions'].get('pyarrow', '?')})",
+           f"- **Corpus hash:** `{m['corpus_sha256'][:16]}` (sha256 over the data shards' sha256)",
+           f"- **Licence:** {', '.join(lic)} (as the recipe declares per source; see Sources)", "",
+           "### Sources", "", "| domain | format | licence | files | first file |", "|---|---|---|---:|---|"]
+    for s, rs in zip(m["sources"], m["recipe"]["sources"]):
+        first = f"`{_cell(s['files'][0])}`" if s["files"] else "(no file)"
+        out.append(f"| {s['domain']} | {s['format']} | {_cell(rs.get('license') or 'unknown')} | {len(s['files'])} | "
+                   f"{first} |")
+    out += ["", "## Uses", "", "Pretraining or continued pretraining of language models, as a weighted mixture of "
+            "its domains (`mixture.json`). Load it with:", "", "```python", "from datasets import load_dataset",
+            'corpus = load_dataset("parquet", data_dir="data", split="train")  # from this directory', "```", ""]
+    out += _structure(m, figures)
+    out += _creation(m, stats, figures)
+    if m.get("languages"):
+        out += languages.card_lines(m["languages"])
+    if any(k != NO_LANG for c in facts.get("langs", {}).values() for k in c):
+        out += _languages_per_domain(facts, figures)
+    out += _signals(m, stats, facts, figures)
+    out += _mixture(m, facts.get("mixture"))
+    if facts.get("examples"):
+        out += _examples(facts["examples"])
+    out += _limitations(m, stats)
+    return "\n".join(out) + "\n"
+
+
+def _figure(figures: dict[str, str], name: str, alt: str) -> list[str]:
+    return ["", f"![{alt}]({figures[name]})"] if name in figures else []
+
+
+def _structure(m: dict[str, Any], figures: dict[str, str]) -> list[str]:
+    out = ["## Dataset Structure", "",
+           f"Tokens are estimated {m['token_estimate']}." if m.get("token_estimate") else
+           f"Tokens are estimated as text bytes / {m['bytes_per_token_estimate']:g}.", "",
+           "| domain | documents | MB of text | mean bytes / doc | est. tokens | shards | mixture weight |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for d, v in m["domains"].items():
+        mean = round(v["bytes"] / v["docs"]) if v["docs"] else 0
+        out.append(f"| {d} | {_n(v['docs'])} | {_mb(v['bytes'])} | {_n(mean)} | {_n(v['est_tokens'])} | "
+                   f"{len(v['shards'])} | {m['mixture'].get(d, 0.0):.4f} |")
+    out += _figure(figures, "length", "Document length per domain")
+    out += ["", "Files:", "", "- `data/<domain>/part-*.parquet`: kept documents (columns: "
+            "`id`, `text`, `domain`, `source` and the annotations of every step)",
+            f"- `removed/<step>/`: removed documents with `reason` (kept: {m['keep_removed']})",
+            "- `errors/`: records that could not be read, with `source` and `location`",
+            "- `stats/<step>.json`: per-step counters and histograms; `manifest.json`: every shard with its sha256",
+            "- `card.md` and `card/*.png`: this card and its figures (`curate card OUT` rebuilds them)", ""]
+    return out
+
+
+def _creation(m: dict[str, Any], stats: dict[str, Any], figures: dict[str, str]) -> list[str]:
+    acc = m["accounting"]
+    out = ["## Dataset Creation", "", "### Accounting", "",
+           f"Documents read **{_n(acc['read'])}** = kept **{_n(acc['kept'])}** + removed "
+           f"**{_n(acc['removed_total'])}** + errored **{_n(acc['errored'])}** "
+           f"({'balanced' if acc['balanced'] else 'NOT BALANCED'}).", "",
+           "### Step funnel", "", "Steps run in this order; a step with `domains` sees only those domains' documents.",
+           "", "| step | documents in | removed | kept | share removed | main reasons |",
+           "|---|---:|---:|---:|---:|---|"]
     for f in m["funnel"]:
         share = f["removed"] / f["documents_in"] if f["documents_in"] else 0.0
+        reasons = sorted(acc["removed"].get(f["step"], {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        main = ", ".join(f"{r} {_n(n)}" for r, n in reasons[:3]) + (", …" if len(reasons) > 3 else "")
         out.append(f"| {f['step']} | {_n(f['documents_in'])} | {_n(f['removed'])} | "
-                   f"{_n(f['documents_in'] - f['removed'])} | {share:.1%} |")
-    out += ["", "## Removal reasons", "", "| step | reason | documents |", "|---|---|---:|"]
+                   f"{_n(f['documents_in'] - f['removed'])} | {share:.1%} | {main} |")
+    out += _figure(figures, "funnel", "Processing funnel: documents left after each step and removed by it")
+    out += ["", "### Removal reasons", "", "| step | reason | documents |", "|---|---|---:|"]
     for step, reasons in acc["removed"].items():
         for reason, count in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
             out.append(f"| {step} | {reason} | {_n(count)} |")
     if m["errors"]["by_kind"]:
-        out += ["", "## Errors", "", "| kind | records |", "|---|---:|"]
+        out += ["", "### Errors", "", "| kind | records |", "|---|---:|"]
         out += [f"| {k} | {_n(v)} |" for k, v in m["errors"]["by_kind"].items()]
-    if m.get("languages"):
-        out += languages.card_lines(m["languages"])
-    out += ["", "## Domains", "",
-            f"Tokens are estimated {m['token_estimate']}." if m.get("token_estimate") else
-            f"Tokens are estimated as text bytes / {m['bytes_per_token_estimate']:g}.", "",
-            "| domain | documents | MB of text | est. tokens | shards | mixture weight |",
-            "|---|---:|---:|---:|---:|---:|"]
-    for d, v in m["domains"].items():
-        out.append(f"| {d} | {_n(v['docs'])} | {_mb(v['bytes'])} | {_n(v['est_tokens'])} | {len(v['shards'])} | "
-                   f"{m['mixture'].get(d, 0.0):.4f} |")
+    notes = {s: st["notes"] for s, st in stats.items() if st.get("notes") and s != "langid"}
+    if notes:
+        out += ["", "Step notes: " + "; ".join(f"`{s}`: " + ", ".join(f"{k} {_n(v)}" for k, v in n.items())
+                                                for s, n in notes.items()) + "."]
+    return out
+
+
+def _languages_per_domain(facts: dict[str, Any], figures: dict[str, str]) -> list[str]:
+    langs = facts["langs"]
+    shown = _shown_languages({d: Counter(c) for d, c in langs.items()})
+    others = any(k not in shown and k != NO_LANG for c in langs.values() for k in c)
+    unlabelled = any(c.get(NO_LANG) for c in langs.values())
+    head = ["domain", "documents", *shown, *(["other"] if others else []), *(["not identified"] if unlabelled else [])]
+    out = ["", "## Languages per domain", "",
+           "What each domain holds: its kept documents by the `lang` column langid wrote (not identified: a domain "
+           "outside langid's scope, or no langid step).", "",
+           "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for d, c in langs.items():
+        total = sum(c.values())
+        row = [d, _n(total), *(_n(c.get(k, 0)) for k in shown)]
+        if others:
+            row.append(_n(sum(n for k, n in c.items() if k not in shown and k != NO_LANG)))
+        if unlabelled:
+            row.append(_n(c.get(NO_LANG, 0)))
+        out.append("| " + " | ".join(row) + " |")
+    out += _figure(figures, "languages", "Languages per domain")
+    return out
+
+
+def _signals(m: dict[str, Any], stats: dict[str, Any], facts: dict[str, Any], figures: dict[str, str]
+             ) -> list[str]:
+    out: list[str] = []
+    ppl = stats.get("perplexity")
+    if ppl:
+        combine = ppl.get("combine", {})
+        fig = facts.get("figures", {}).get("perplexity", {}).get("langs", {})
+        out += ["", "## Perplexity", "",
+                f"KenLM perplexity (CCNet) per language; buckets cut at {combine.get('cutoffs_from', 'the cutoffs')}"
+                + (f" {combine['percentiles']}" if combine.get("cutoffs_from") == "corpus percentiles" else "")
+                + f"; kept buckets: {', '.join(ppl['params'].get('keep_buckets') or ['all'])}.", "",
+                "| language | scored | head ≤ | middle ≤ | kept in corpus |", "|---|---:|---:|---:|---:|"]
+        for code, c in combine.get("cutoffs", {}).items():
+            kept = _n(sum(fig[code]["kept"])) if code in fig else "—"
+            out.append(f"| {code} | {_n(c['documents'])} | {c['head_max']:,.1f} | {c['middle_max']:,.1f} | {kept} |")
+        out += _figure(figures, "perplexity", "Perplexity histogram with the bucket cutoffs")
+    qc = stats.get("quality_classifier")
+    if qc:
+        out += ["", "## Quality classifier", "",
+                f"fastText classifier `{qc['params'].get('model')}`: {_n(qc['documents_in'])} documents scored, "
+                f"threshold {qc['params'].get('threshold')}, {_n(qc['removed'])} removed."]
+        out += _figure(figures, "quality_score", "Quality-classifier score histogram")
+    if "quality" in stats:
+        q = stats["quality"]
+        out += ["", "## Quality rules", "",
+                f"Gopher rules on {_n(q['documents_in'])} documents, {_n(q['removed'])} removed "
+                "(reasons above); the signals as measured:"]
+        out += _figure(figures, "gopher_signals", "Gopher quality signals")
+    dup = [(s, stats[s]) for s in ("exact_dedup", "minhash_dedup") if s in stats]
+    if dup:
+        out += ["", "## Duplicates", ""]
+        for s, st in dup:
+            red, comb = st.get("reduce", {}), st.get("combine", {})
+            if s == "exact_dedup":
+                out.append(f"- `exact_dedup`: {_n(red.get('duplicate_groups', 0))} groups of identical documents "
+                           f"({_n(red.get('documents_in_duplicate_groups', 0))} documents), {_n(st['removed'])} "
+                           "removed")
+            else:
+                out.append(f"- `minhash_dedup`: {_n(comb.get('clusters', 0))} near-duplicate clusters "
+                           f"({_n(comb.get('documents_in_clusters', 0))} documents) at Jaccard ≥ "
+                           f"{comb.get('threshold', '?')}, {_n(st['removed'])} removed")
+        out += _figure(figures, "duplicates", "Duplicate group sizes")
+    return out
+
+
+def _mixture(m: dict[str, Any], mixture: dict[str, Any] | None) -> list[str]:
     method = m["recipe"]["mixture"]["method"]
-    out += ["", f"Mixture method: `{method}` (see `mixture.json`).", "",
-            "## Files", "", "- `data/<domain>/part-*.parquet`: kept documents (columns: "
-            "`id`, `text`, `domain`, `source` and the annotations of every step)",
-            f"- `removed/<step>/`: removed documents with `reason` (kept: {m['keep_removed']})",
-            "- `errors/`: records that could not be read, with `source` and `location`",
-            "- `stats/<step>.json`: per-step counters and histograms", ""]
-    return "\n".join(out)
+    out = ["", "## Mixture", ""]
+    if mixture is None:
+        return out + [f"Method `{method}`: the weights are not written yet (`mixture.json`)."]
+    out += [f"Method `{mixture.get('method', method)}`: {mixture.get('provenance', '')}.", "",
+            "| domain | est. tokens | token share | weight |", "|---|---:|---:|---:|"]
+    tokens = mixture.get("tokens") or {d: v["est_tokens"] for d, v in m["domains"].items()}
+    total = sum(tokens.values()) or 1
+    for d, w in mixture["weights"].items():
+        out.append(f"| {d} | {_n(tokens.get(d, 0))} | {tokens.get(d, 0) / total:.4f} | {w:.4f} |")
+    out += [f"- {w}" for w in mixture.get("warnings", [])]
+    return out
+
+
+def _examples(examples: list[dict[str, Any]]) -> list[str]:
+    out = ["", "## Example records", "",
+           f"The first kept document of each domain, cut at {EXAMPLE_CHARS} characters."]
+    for e in examples:
+        fence = _fence(e["text"])
+        url = f", `{_cell(e['url'])}`" if e.get("url") else ""
+        out += ["", f"**{e['domain']}** `{_cell(e['id'])}` (lang {e['lang'] or '—'}, {_n(e['bytes'])} bytes"
+                f"{', truncated' if e['truncated'] else ''}{url}):", "", fence + "text", e["text"], fence]
+    return out
+
+
+def _limitations(m: dict[str, Any], stats: dict[str, Any]) -> list[str]:
+    recipe_steps = {name: params for s in m["recipe"]["steps"] for name, params in s.items()}
+    out = ["", "## Bias, Risks, and Limitations", "",
+           "- Token counts are estimates (see Dataset Structure); a tokenizer "
+           "trained on the corpus gives exact counts (`train tokenizer`, `curate mix --tokenizer`).",
+           "- Licences are what the recipe declares per source; they were not checked document by document."]
+    unknown = sorted({s["domain"] for s in m["recipe"]["sources"] if str(s.get("license") or "unknown") == "unknown"})
+    if unknown:
+        out.append(f"- Sources of {', '.join(unknown)} declare no licence (`unknown`): check them before "
+                   "redistributing.")
+    if any(s.get("format") in ("warc", "wet") for s in m["recipe"]["sources"]):
+        out.append("- Web pages' text was extracted from HTML (or taken from Common Crawl's WET extracts): "
+                   "extraction can keep navigation and boilerplate or drop parts of the main text.")
+    if "langid" in recipe_steps:
+        scope = recipe_steps["langid"].get("domains")
+        out.append("- Languages are fastText lid.176 predictions on each document's prose; short or mixed-language "
+                   "documents can be mislabelled" + (f"; only {', '.join(scope)} were identified" if scope else "")
+                   + ".")
+    else:
+        out.append("- No language identification ran: the card's languages are unknown.")
+    if "quality" in recipe_steps:
+        no_rules = {k.split(":", 1)[1]: n for k, n in stats.get("quality", {}).get("notes", {}).items()
+                    if k.startswith("no_rules:")}
+        out.append("- Gopher quality rules are heuristics (the paper's thresholds for English, FineWeb-2's for the "
+                   "other languages with rules)" +
+                   (f"; {', '.join(f'{k} ({n:,})' for k, n in no_rules.items())} passed unjudged (no rules)"
+                    if no_rules else "") + ".")
+    if "perplexity" in recipe_steps:
+        p = recipe_steps["perplexity"]
+        out.append(f"- Perplexity is measured by KenLM models of {', '.join(p.get('models', {}))}: text unlike their "
+                   "reference text scores high whatever its quality" +
+                   ("; buckets are relative to this corpus (percentiles), not absolute" if not p.get("cutoffs")
+                    else "") + ".")
+    if "minhash_dedup" not in recipe_steps:
+        out.append("- No near-duplicate removal (`minhash_dedup`) ran.")
+    elif not recipe_steps["minhash_dedup"].get("against"):
+        out.append("- Duplicates were removed within this corpus only; overlap with other corpora or with "
+                   "evaluation sets was not checked.")
+    if "exact_dedup" not in recipe_steps:
+        out.append("- No exact deduplication (`exact_dedup`) ran.")
+    if m["keep_removed"] != "all":
+        out.append(f"- Removed documents were kept as `{m['keep_removed']}`: figures over removed documents show "
+                   "kept documents only.")
+    if m["accounting"]["errored"]:
+        out.append(f"- {_n(m['accounting']['errored'])} records could not be read (`errors/`).")
+    if not {"pii", "toxicity"} & set(recipe_steps):
+        out.append("- No step filters personal information (PII) or toxic content.")
+    return out + [""]

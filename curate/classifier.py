@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.lm import check_inputs, check_out_dir, input_texts
+from curate.lm import check_inputs, check_out_dir
+from curate.readers import input_texts
 from mixlab.errors import ConfigError, RunError
 from mixlab.logs import log
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mixlab import cli
 from mixlab.errors import EXIT_OK, ConfigError, MixlabError, RunError
 from mixlab.logs import log
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--fresh", dest="fresh", action="store_true",
                    help="delete what runs wrote in the output directory (never other files) and start again")
     r.add_argument("--keep-work", action="store_true", help="keep intermediate files in OUT/.work")
+    r.add_argument("--executor", choices=["local", "ray"], help="where tasks run (default: the recipe's "
+                   "executor.type): local processes, or Ray tasks on a cluster sharing the filesystem")
+    r.add_argument("--address", help="with --executor ray: the Ray cluster (auto, HOST:PORT or ray://HOST:PORT; "
+                   "default: the recipe's executor.address, else a Ray instance started on this machine)")
     v = sub.add_parser("validate", help="check a recipe without running it")
     v.add_argument("recipe", type=Path, help="the recipe YAML file")
     v.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe values")
@@ -35,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("output", type=Path, help="a directory written by `curate run` or `curate mix`")
     i.add_argument("--verify", action="store_true",
                    help="re-hash every file the manifest lists against its sha256; exit 1 naming damaged ones")
+    cd = sub.add_parser("card", help="rebuild the data card (card.md and its figures) of a built corpus")
+    cd.add_argument("output", type=Path, help="a corpus directory written by `curate run`")
+    cd.add_argument("--out", type=Path, metavar="CARD.md", help="write the card here instead, its figures in the "
+                    "folder of its name beside it (e.g. data_cards/quickstart.md, data_cards/quickstart/)")
     mx = sub.add_parser("mix", help="write a weighted mixture of a corpus as shuffled Parquet shards")
     mx.add_argument("corpus", type=Path, help="a corpus directory written by `curate run`")
     mx.add_argument("--weights", required=True, type=Path, metavar="MIXTURE.json",
@@ -53,10 +65,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="text files (jsonl[.gz|.zst], parquet, or one document per line) or corpus directories")
     t.add_argument("--lang", required=True, help="the language the model scores, e.g. en (named in its card)")
     t.add_argument("--out", required=True, type=Path, help="directory to write the model to")
-    t.add_argument("--order", type=int, default=5, help="n-gram order, 2 to 8 (default 5)")
-    t.add_argument("--vocab-size", type=int, default=16_000, help="SentencePiece pieces (default %(default)s)")
+    t.add_argument("--order", type=int, help="n-gram order, 2 to 8 (default: 3 below 20M characters of text, "
+                   "else 5)")
+    t.add_argument("--vocab-size", type=int, help="SentencePiece pieces (default: 8 x sqrt(characters) rounded "
+                   "to thousands, 1,000 to 65,536)")
     t.add_argument("--prune", type=int, nargs="*", help="lmplz --prune count thresholds from unigrams up: "
-                   "non-negative, non-decreasing, at most --order values, e.g. 0 0 1")
+                   "non-negative, non-decreasing, at most --order values (default 0 0 1; none given: no pruning)")
     t.add_argument("--domain", help="only this domain of a corpus input")
 
     cl = sub.add_parser("classifier", help="fastText quality classifiers").add_subparsers(dest="action",
@@ -84,7 +98,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from curate.recipe import check_workers, load_recipe
     from curate.run import run
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    executor = [f"executor.type={args.executor}"] if args.executor else []
+    recipe = load_recipe(args.recipe, [*args.overrides, *executor])
+    if args.address is not None:
+        if recipe.model.executor.type != "ray":
+            raise ConfigError("--address: only with --executor ray (or executor.type: ray in the recipe)")
+        recipe.model.executor.address = args.address
     root = (args.output or recipe.output_dir()).resolve()
     if args.workers is not None:
         check_workers(args.workers, "--workers")
@@ -166,6 +185,32 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_card(args: argparse.Namespace) -> int:
+    from curate import card, mix
+    from curate.integrity import read_manifest
+    from curate.layout import Layout, OutputLock
+
+    lay = Layout(args.output)
+    if mix.is_mix_output(args.output):
+        raise ConfigError(f"{args.output}: a `curate mix` dataset, whose card `curate mix` writes; give a corpus")
+    m = read_manifest(lay.manifest)
+    path = args.out or lay.card
+    if args.out is not None and args.out.suffix != ".md":
+        raise ConfigError(f"--out {args.out}: the card is a Markdown file; give a path ending in .md")
+    from contextlib import nullcontext
+
+    try:
+        with OutputLock(args.output.resolve()) if args.out is None else nullcontext():
+            card.write_card(args.output, m, path)
+    except OSError as e:
+        raise RunError(f"{args.output}: cannot write its card ({e}); `curate inspect {args.output} --verify` "
+                       "checks the corpus's files") from None
+    figures = path.with_suffix("")
+    n = len(list(figures.glob("*.png"))) if figures.is_dir() else 0
+    print(f"{path}: data card of {m['name']} with {n} figures in {figures}/")
+    return EXIT_OK
+
+
 def _cmd_mix(args: argparse.Namespace) -> int:
     from curate import mix
 
@@ -216,9 +261,43 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _NoPandasYet:
+    """A meta path finder (importlib.abc.MetaPathFinder's protocol; that module takes 28 ms to import) that answers
+    ``import pandas`` with ModuleNotFoundError (see :func:`_arrow_without_pandas`)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        if name == "pandas":
+            raise ModuleNotFoundError("pandas is imported when something needs it", name=name)
+        return None
+
+
+def _arrow_without_pandas() -> None:
+    """Spare the process pandas' import (0.3 s, a third of a small run) that pyarrow makes at its first conversion
+    only to ask whether the input is a pandas object (apache/arrow#34994); curate never hands it one.
+
+    That first look is made to find no pandas; pyarrow retries the import the first time something really needs
+    pandas (``to_pandas``, ``from_pandas``), which then works as usual. Done only at a process's start (pandas not
+    imported yet), by the program's entry point: inside another program pandas objects may be on their way to
+    Arrow, and Arrow would take them for plain sequences until that retry.
+    """
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    finder = _NoPandasYet()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the program itself, not a caller inside another program
+        _arrow_without_pandas()
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # no scan of every package's entry points
     commands = {"run": _cmd_run, "validate": _cmd_validate, "inspect": _cmd_inspect, "lm": _cmd_lm,
-                "classifier": _cmd_classifier, "mix": _cmd_mix, "config": _cmd_config}
+                "classifier": _cmd_classifier, "mix": _cmd_mix, "card": _cmd_card, "config": _cmd_config}
     return cli.run(_parser(), commands, argv, interrupted="run the same command again to resume")
 
 

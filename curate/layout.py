@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from curate.card_plots import FIGURES
 from curate.integrity import file_records, seal, unseal
 from mixlab.errors import MixlabError, storage_problem
 from mixlab.logs import log
@@ -36,8 +37,8 @@ class Layout:
     (:func:`is_written`)."""
 
     LOCK = ".lock"
-    OWNED = ("manifest.json", "mixture.json", "card.md", "data", "removed", "errors", "stats", "index", "logs",
-             ".state", ".work", "tokens", LOCK)
+    OWNED = ("manifest.json", "mixture.json", "card.md", "card", "data", "removed", "errors", "stats", "index",
+             "logs", ".state", ".work", "tokens", LOCK)
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -65,7 +66,7 @@ class Layout:
         A ``*`` part stands for any name (a domain a step routes to, a tokenizer hash, a task id); below the hidden
         folders every name is one."""
         shard = "part-00000.parquet"
-        rel = ["logs/run.log", *self.OWNED, f"errors/{shard}", f"data/*/{shard}"]
+        rel = ["logs/run.log", *self.OWNED, f"errors/{shard}", f"data/*/{shard}", "card/funnel.png"]
         rel += [p for d in domains for p in (f"data/{d}", f"tokens/*/{d}")]
         rel += [f"tokens/*/*/part-00000{ext}" for ext in (".tokens", ".docs.npy", ".ids.npy", ".json")]
         rel += [p for s in steps for p in (f"removed/{s}", f"removed/{s}/{shard}", f"stats/{s}.json")]
@@ -75,21 +76,54 @@ class Layout:
     def removed(self, step: str) -> Path:
         return self.root / "removed" / step
 
-    # intermediate files: Arrow IPC
+    index = property(lambda self: self.root / "index")
+
+    def rel(self, path: Path, folder: bool = False) -> str:
+        """``path`` relative to the root, in POSIX form; a ``folder`` ends in ``/`` (a prefix of the files in it)."""
+        return path.relative_to(self.root).as_posix() + ("/" if folder else "")
+
+    # intermediate files: Arrow IPC, one per unit (``u000012.arrow``) in each of these folders
+    def segment_dir(self, seg: int) -> Path:
+        return self.work / f"seg{seg}"
+
+    final_root = property(lambda self: self.work / "final")
+
+    def final_dir(self, domain: str) -> Path:
+        return self.final_root / domain
+
+    def removed_dir(self, step: str) -> Path:
+        return self.work / "removed" / step
+
+    errors_dir = property(lambda self: self.work / "errors")
+
+    def shuffle_dir(self, step: str) -> Path:
+        return self.work / "shuffle" / step
+
+    def spill_dir(self, step: str, part: int) -> Path:
+        return self.shuffle_dir(step) / f"p{part:04d}"
+
+    def side_dir(self, step: str) -> Path:
+        return self.work / "side" / step
+
+    @staticmethod
+    def unit_files(folder: Path) -> list[Path]:
+        """The per-unit files in ``folder``, in unit order (none when it does not exist)."""
+        return sorted(folder.glob("u*.arrow"))
+
     def segment_out(self, seg: int, unit: int) -> Path:
-        return self.work / f"seg{seg}" / f"u{unit:06d}.arrow"
+        return self.segment_dir(seg) / f"u{unit:06d}.arrow"
 
     def final_out(self, domain: str, unit: int) -> Path:
-        return self.work / "final" / domain / f"u{unit:06d}.arrow"
+        return self.final_dir(domain) / f"u{unit:06d}.arrow"
 
     def removed_out(self, step: str, unit: int) -> Path:
-        return self.work / "removed" / step / f"u{unit:06d}.arrow"
+        return self.removed_dir(step) / f"u{unit:06d}.arrow"
 
     def errors_out(self, unit: int) -> Path:
-        return self.work / "errors" / f"u{unit:06d}.arrow"
+        return self.errors_dir / f"u{unit:06d}.arrow"
 
     def spill(self, step: str, part: int, unit: int) -> Path:
-        return self.work / "shuffle" / step / f"p{part:04d}" / f"u{unit:06d}.arrow"
+        return self.spill_dir(step, part) / f"u{unit:06d}.arrow"
 
     def decisions(self, step: str, part: int) -> Path:
         return self.work / "decisions" / step / f"p{part:04d}.arrow"
@@ -98,7 +132,7 @@ class Layout:
         return self.work / "decisions" / step / "combined.arrow"
 
     def side(self, step: str, unit: int) -> Path:
-        return self.work / "side" / step / f"u{unit:06d}.arrow"
+        return self.side_dir(step) / f"u{unit:06d}.arrow"
 
     def task_stats(self, task: str) -> Path:
         return self.work / "stats" / f"{task}.json"
@@ -168,11 +202,12 @@ class Layout:
 
 _PRIVATE = (".state", ".work")
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
-_FOLDER = re.compile(rf"data(/{_NAME})?|removed(/{_NAME})?|errors|stats|logs|index(/minhash)?"
+_FOLDER = re.compile(rf"data(/{_NAME})?|removed(/{_NAME})?|errors|stats|logs|index(/minhash)?|card"
                      rf"|tokens(/[0-9a-f]+(/{_NAME})?)?")
 _WRITTEN = re.compile(
     rf"(data/{_NAME}|removed/{_NAME}|errors)/part-\d{{5,}}\.parquet"
     r"|manifest\.json|mixture\.json|card\.md"
+    rf"|card/({'|'.join(FIGURES)})\.png"
     rf"|stats/(?P<step>{_NAME})\.json"
     r"|logs/run\.log"
     r"|index/minhash/(docs\.arrow|bands\.arrow|params\.json)"
@@ -184,7 +219,8 @@ def is_written(rel: tuple[str, ...]) -> bool:
     ``data/<domain>/part-NNNNN.parquet``, ``removed/<step>/part-*.parquet`` or ``errors/part-*.parquet``,
     ``stats/<step>.json`` of a registered step, ``logs/run.log``, a MinHash index file in ``index/minhash/``, a
     token-cache file ``tokens/<hash>/<domain>/part-NNNNN.*``, ``manifest.json``, ``mixture.json``, ``card.md``,
-    the temporary name of any of them (``.card.md.tmp1234``), or anything in ``.state/`` or ``.work/``."""
+    a figure ``card/<name>.png`` of the card, the temporary name of any of them (``.card.md.tmp1234``), or
+    anything in ``.state/`` or ``.work/``."""
     if len(rel) > 1 and rel[0] in _PRIVATE:
         return True
     temporary = _TEMPORARY.fullmatch(rel[-1])

@@ -4,8 +4,12 @@ Training (`curate lm train`): text -> CCNet normalization -> a SentencePiece mod
 tokenized into pieces -> ``lmplz`` (modified Kneser-Ney, order ``n``) -> ``build_binary``. The model directory holds
 ``sp.model``, ``lm.binary``, ``model.json`` and a model card ``README.md``.
 
+Training defaults follow the amount of text (``auto_vocab_size``, ``auto_order``, ``AUTO_PRUNE``).
+
 Scoring: a document's perplexity is CCNet's: every non-empty line is normalized and tokenized, scored with
-sentence boundaries, and ``ppl = 10 ** (-sum(log10 p) / sum(tokens + 1))`` over the document's lines.
+sentence boundaries, and ``ppl = 10 ** (-sum(log10 p) / sum(tokens + 1))`` over the document's lines. The per-line
+scores (``LineScores``) also give each line's own perplexity, their character-weighted quantiles and the line-aware
+score of the ``perplexity`` step's ``score: lines``.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ import re
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.models import kenlm_tool
+from curate.readers import input_texts
 from mixlab.errors import ConfigError, MixlabError, RunError
 from mixlab.logs import log
 
@@ -71,56 +77,100 @@ class LanguageModel:
         self.sp = spm.SentencePieceProcessor(model_file=str(directory / "sp.model"))
         self.lm = kenlm.Model(str(directory / "lm.binary"))
 
-    def perplexity(self, texts: list[str] | pa.Array) -> np.ndarray:
-        """CCNet document perplexity per text; NaN for a text with no non-empty line."""
+    def line_scores(self, texts: list[str] | pa.Array | pa.ChunkedArray) -> "LineScores":
+        """KenLM log10 probability, piece count and length of every line of every text (CCNet: each non-empty
+        line normalized, tokenized and scored with sentence boundaries)."""
         arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
         lines, offsets = split_lines(arr)
         norm = normalize_for_lm(lines).to_pylist()
         pieces = self.sp.encode(norm, out_type=str)
         score = np.zeros(len(norm))
-        length = np.zeros(len(norm))
+        tokens = np.zeros(len(norm), dtype=np.int64)
+        chars = np.zeros(len(norm), dtype=np.int64)
         for i, (line, toks) in enumerate(zip(norm, pieces)):
             if line:
                 score[i] = self.lm.score(" ".join(toks), bos=True, eos=True)
-                length[i] = len(toks) + 1
-        csum_s = np.concatenate([[0.0], np.cumsum(score)])
-        csum_l = np.concatenate([[0.0], np.cumsum(length)])
-        doc_s = csum_s[offsets[1:]] - csum_s[offsets[:-1]]
-        doc_l = csum_l[offsets[1:]] - csum_l[offsets[:-1]]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(doc_l > 0, 10.0 ** (-doc_s / np.maximum(doc_l, 1)), np.nan)
+                tokens[i] = len(toks) + 1
+                chars[i] = len(line)
+        return LineScores(score, tokens, chars, offsets)
+
+    def perplexity(self, texts: list[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """CCNet document perplexity per text; NaN for a text with no non-empty line."""
+        return self.line_scores(texts).document_perplexity()
 
 
-def input_texts(inputs: Iterable[Path], domain: str | None = None) -> Iterator[pa.Array]:
-    """Text batches from files (jsonl[.gz|.zst], parquet: field ``text``; anything else: one document per line,
-    lines split at line feeds only) or from built corpora (a directory with manifest.json; only ``domain`` when
-    given). Records that cannot be read or are over the default ``max_doc_bytes`` are skipped with a warning that
-    counts them."""
-    from curate.readers import Unit, read_unit
-    from curate.recipe import Source, infer_format
+@dataclass(frozen=True)
+class LineScores:
+    """Per-line scores of a batch of documents; the lines of document ``d`` are ``offsets[d]:offsets[d + 1]``.
 
-    for path in inputs:
-        if path.is_dir():
-            if not (path / "manifest.json").exists():
-                raise ConfigError(f"{path}: a directory input must be a corpus built by `curate run`")
-            import pyarrow.parquet as pq
+    ``log10_prob`` (float64, one per line): the sum of log10 p over the line's pieces and ``</s>``, 0 for a line
+    that is empty after normalization; ``tokens`` (int64): pieces + 1, 0 for an empty line; ``chars`` (int64):
+    characters of the normalized line; ``offsets`` (int64, documents + 1)."""
 
-            root = path / "data" / domain if domain else path / "data"
-            for f in sorted(root.rglob("*.parquet")):
-                for rb in pq.ParquetFile(f).iter_batches(columns=["text"]):
-                    yield rb.column(0)
-            continue
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such file or corpus directory")
-        fmt = infer_format(path) or "lines"
-        source = Source(path=str(path), format=fmt, domain="input")
-        skipped = 0
-        for docs, errors, removed in read_unit(Unit(0, 0, source, [path], [path.name]), 10_000):
-            skipped += errors.num_rows + removed.num_rows
-            if docs.num_rows:
-                yield docs["text"].combine_chunks()
-        if skipped:
-            log.warning(f"{path}: {skipped:,} records skipped (unreadable, or over {source.max_doc_bytes:,} bytes)")
+    log10_prob: np.ndarray
+    tokens: np.ndarray
+    chars: np.ndarray
+    offsets: np.ndarray
+
+    def _per_document(self, values: np.ndarray) -> np.ndarray:
+        csum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+        return csum[self.offsets[1:]] - csum[self.offsets[:-1]]
+
+    def document_perplexity(self) -> np.ndarray:
+        """CCNet's ``10 ** (-sum(log10 p) / sum(tokens + 1))`` over a document's lines; NaN without a scored line."""
+        s, n = self._per_document(self.log10_prob), self._per_document(self.tokens)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.where(n > 0, 10.0 ** (-s / np.maximum(n, 1)), np.nan)
+
+    def line_perplexity(self) -> np.ndarray:
+        """Perplexity of every line on its own; NaN for an empty line."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.where(self.tokens > 0, 10.0 ** (-self.log10_prob / np.maximum(self.tokens, 1)), np.nan)
+
+    def line_quantile(self, q: float) -> np.ndarray:
+        """Per document, the character-weighted ``q``-quantile of its lines' perplexities: the smallest line
+        perplexity ``v`` such that lines with perplexity <= ``v`` hold at least a share ``q`` (0 < q <= 1) of the
+        document's scored characters. NaN for a document without a scored line."""
+        if not 0 < q <= 1:
+            raise ValueError(f"quantile must be in (0, 1], got {q}")
+        ppl = self.line_perplexity()
+        doc = np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+        scored = self.tokens > 0
+        ppl, doc, w = ppl[scored], doc[scored], self.chars[scored].astype(np.float64)
+        order = np.lexsort((ppl, doc))
+        ppl, doc, w = ppl[order], doc[order], w[order]
+        out = np.full(len(self.offsets) - 1, np.nan)
+        if not len(doc):
+            return out
+        starts = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
+        sizes = np.diff(np.r_[starts, len(doc)])
+        cum = np.cumsum(w)
+        within = cum - np.repeat(cum[starts] - w[starts], sizes)
+        total = np.repeat(within[starts + sizes - 1], sizes)
+        below = np.add.reduceat((within < q * total * (1 - 1e-12)).astype(np.int64), starts)
+        out[doc[starts]] = ppl[starts + below]
+        return out
+
+    def line_aware_perplexity(self, quantile: float, weight: float) -> np.ndarray:
+        """``document_perplexity ** (1 - weight) * line_quantile(quantile) ** weight``: CCNet's document perplexity
+        pulled toward the perplexity of the document's most fluent lines (with ``quantile`` 0.25: the lines holding
+        its best quarter of characters). A page of menus and captions has no fluent lines to pull it down; an
+        article whose short header, byline and caption lines raise its perplexity has. Measured in
+        ``benchmarks/perplexity.py`` (news vs junk ROC AUC); 0 < weight <= 1."""
+        if not 0 < weight <= 1:
+            raise ValueError(f"weight must be in (0, 1], got {weight}")
+        with np.errstate(invalid="ignore"):
+            return self.document_perplexity() ** (1 - weight) * self.line_quantile(quantile) ** weight
+        starts = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
+        total = np.add.reduceat(w, starts)
+        before = np.cumsum(w) - w - np.repeat(np.cumsum(w)[starts] - w[starts], np.diff(np.r_[starts, len(w)]))
+        reached = (before + w) >= q * np.repeat(total, np.diff(np.r_[starts, len(w)])) - 1e-9
+        first = np.full(len(out), -1)
+        hits = np.flatnonzero(reached)
+        np.minimum.at(first, doc[hits], -1) if False else None
+        idx = np.searchsorted(doc[hits], np.unique(doc), side="left")
+        out[np.unique(doc)] = ppl[hits[idx]]
+        return out
 
 
 def check_out_dir(out: Path, flag: str = "--out") -> None:
@@ -176,20 +226,54 @@ def check_inputs(inputs: list[Path], domain: str | None = None, flag: str = "--i
                               f"{', '.join(domains) or 'none'})")
 
 
-def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: int = 16_000,
+MAX_AUTO_VOCAB = 65_536
+"""CCNet's SentencePiece vocabulary (Wenzek et al. 2020), trained on a whole Wikipedia: the ceiling of the rule"""
+AUTO_PRUNE = [0, 0, 1]
+"""``lmplz --prune`` when none is given: singletons dropped from trigrams up"""
+HIGH_ORDER_CHARS = 20_000_000
+"""from this many characters of text on, a 5-gram model (CCNet's order); below it a trigram model"""
+
+
+def auto_vocab_size(n_chars: int) -> int:
+    """SentencePiece vocabulary for ``n_chars`` characters of normalized text: ``8 * sqrt(n_chars)`` rounded to
+    thousands, within [1,000, 65,536]. The square root follows Heaps' law (distinct words grow about as the square
+    root of the text); the factor comes from ``benchmarks/perplexity.py`` on the shared Wikipedia text (news vs
+    junk ROC AUC: on 1.0M characters 8k pieces tie the most SentencePiece builds and beat 4k; on 3.4M, 16k beats
+    8k and ties the maximum); the ceiling is CCNet's."""
+    return int(min(MAX_AUTO_VOCAB, max(1000, round(8 * n_chars ** 0.5, -3))))
+
+
+def auto_order(n_chars: int) -> int:
+    """n-gram order for ``n_chars`` characters: 3 below :data:`HIGH_ORDER_CHARS`, else CCNet's 5. On 3.4M
+    characters 3-, 4- and 5-gram models separate news from junk equally well (``benchmarks/perplexity.py``); the
+    trigram model is a third of the size."""
+    return 3 if n_chars < HIGH_ORDER_CHARS else 5
+
+
+def train(inputs: list[Path], out: Path, lang: str, order: int | None = None, vocab_size: int | None = None,
           prune: list[int] | None = None, domain: str | None = None, max_lines: int = 5_000_000) -> dict[str, Any]:
     """Train SentencePiece + KenLM on ``inputs`` into ``out``; returns the model card data.
+
+    Defaults fit the amount of text: ``order`` from :func:`auto_order`, ``vocab_size`` from
+    :func:`auto_vocab_size` (raised to what SentencePiece needs to cover the text's characters), ``prune``
+    :data:`AUTO_PRUNE` (``[]`` prunes nothing); the card records each value and whether it was chosen or given.
 
     Raises ConfigError, before any work, for an order outside 2..8, a vocabulary under 4 pieces, ``prune``
     thresholds KenLM rejects (:func:`check_prune`), a missing input or domain (:func:`check_inputs`), an ``out``
     that cannot be a directory, or too little text; RunError when SentencePiece or KenLM fails."""
     import sentencepiece as spm
 
-    if order < 2 or order > 8:
+    if order is not None and (order < 2 or order > 8):
         raise ConfigError(f"--order must be between 2 and 8 (got {order})")
-    if vocab_size < 4:
+    if vocab_size is not None and vocab_size < 4:
         raise ConfigError(f"--vocab-size {vocab_size}: must be at least 4 (3 special pieces and the characters)")
-    check_prune(prune, order)
+    check_prune(prune, order or 8)
+    if order is None and prune and len(prune) > 3:
+        raise ConfigError(f"--prune {' '.join(map(str, prune))}: {len(prune)} thresholds need --order {len(prune)} "
+                          "or more (without --order, text under 20M characters gets a 3-gram model)")
+    chosen = {"order": "given" if order is not None else "auto",
+              "vocab_size": "given" if vocab_size is not None else "auto",
+              "prune": "given" if prune is not None else "auto"}
     check_out_dir(out)
     check_inputs(inputs, domain)
     lmplz, build_binary = kenlm_tool("lmplz"), kenlm_tool("build_binary")
@@ -211,15 +295,23 @@ def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: 
             where = f" (domain {domain})" if domain else ""
             raise ConfigError(f"only {n_chars:,} characters of text in the inputs{where}; a language model needs "
                               "at least 20,000")
-        log.info(f"lm train: {n_lines:,} lines, {n_chars / 1e6:.1f} M characters; training SentencePiece")
+        order = order if order is not None else auto_order(n_chars)
+        vocab_size = vocab_size if vocab_size is not None else auto_vocab_size(n_chars)
+        prune = prune if prune is not None else AUTO_PRUNE[:order]
+        log.info(f"lm train: {n_lines:,} lines, {n_chars / 1e6:.1f} M characters; training SentencePiece "
+                 f"({vocab_size:,} pieces{', from the text size' if chosen['vocab_size'] == 'auto' else ''})")
         try:
-            spm.SentencePieceTrainer.train(input=str(text_file), model_prefix=str(tmp / "sp"), vocab_size=vocab_size,
-                                           model_type="unigram", character_coverage=0.9999, hard_vocab_limit=False,
-                                           input_sentence_size=2_000_000, shuffle_input_sentence=True,
-                                           max_sentence_length=1 << 17,
-                                           num_threads=os.cpu_count() or 1, minloglevel=2)
+            _train_sentencepiece(text_file, tmp / "sp", vocab_size)
         except RuntimeError as e:
-            raise _sentencepiece_error(e, vocab_size) from None
+            needed = _required_pieces(e)
+            if chosen["vocab_size"] != "auto" or needed is None:
+                raise _sentencepiece_error(e, vocab_size) from None
+            vocab_size = int(round(needed + 500, -3))
+            log.info(f"lm train: the text's characters need {needed:,} pieces; training {vocab_size:,}")
+            try:
+                _train_sentencepiece(text_file, tmp / "sp", vocab_size)
+            except RuntimeError as e2:
+                raise _sentencepiece_error(e2, vocab_size) from None
         sp = spm.SentencePieceProcessor(model_file=str(tmp / "sp.model"))
         tokens_file = tmp / "tokens.txt"
         n_tokens = 0
@@ -242,7 +334,7 @@ def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: 
         os.replace(tmp / "sp.model", out / "sp.model")
         os.replace(tmp / "lm.binary", out / "lm.binary")
     card = {"lang": lang, "order": order, "vocab_size": sp.get_piece_size(), "requested_vocab_size": vocab_size,
-            "prune": prune or [], "discount_fallback": True,
+            "prune": prune or [], "settings": chosen, "discount_fallback": True,
             "data": {"inputs": [str(p) for p in inputs], "domain": domain, "lines": n_lines, "characters": n_chars,
                      "tokens": n_tokens},
             "size_bytes": {"lm.binary": (out / "lm.binary").stat().st_size, "sp.model": (out / "sp.model").stat().st_size},
@@ -253,13 +345,28 @@ def train(inputs: list[Path], out: Path, lang: str, order: int = 5, vocab_size: 
     return card
 
 
+def _train_sentencepiece(text_file: Path, prefix: Path, vocab_size: int) -> None:
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(input=str(text_file), model_prefix=str(prefix), vocab_size=vocab_size,
+                                   model_type="unigram", character_coverage=0.9999, hard_vocab_limit=False,
+                                   input_sentence_size=2_000_000, shuffle_input_sentence=True,
+                                   max_sentence_length=1 << 17, num_threads=os.cpu_count() or 1, minloglevel=2)
+
+
+def _required_pieces(e: RuntimeError) -> int | None:
+    """The vocabulary SentencePiece says the text's characters need, from its refusal; None for other errors."""
+    m = re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", str(e))
+    return int(m.group(2)) if m else None
+
+
 def _sentencepiece_error(e: RuntimeError, vocab_size: int) -> MixlabError:
     """SentencePiece's refusal as one line: a vocabulary smaller than the text's characters is the user's to fix."""
-    m = re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", str(e))
-    if m:
-        return ConfigError(f"--vocab-size {vocab_size}: the text has {int(m.group(2)) - 3:,} distinct characters "
-                           f"(99.99% coverage), so the vocabulary needs at least {m.group(2)} pieces; use "
-                           f"--vocab-size {m.group(2)} or more (text in Chinese or Japanese needs several thousand)")
+    needed = _required_pieces(e)
+    if needed is not None:
+        return ConfigError(f"--vocab-size {vocab_size}: the text has {needed - 3:,} distinct characters "
+                           f"(99.99% coverage), so the vocabulary needs at least {needed} pieces; use "
+                           f"--vocab-size {needed} or more (text in Chinese or Japanese needs several thousand)")
     lines = str(e).strip().splitlines()
     return RunError(f"SentencePiece training failed: {lines[-1] if lines else type(e).__name__}")
 
@@ -288,8 +395,16 @@ def _card_text(card: dict[str, Any]) -> str:
         f"- {card['order']}-gram modified Kneser-Ney (`lmplz --discount_fallback`"
         + (f" --prune {' '.join(map(str, card['prune']))}" if card["prune"] else "") + "), binary `lm.binary` "
         f"({card['size_bytes']['lm.binary'] / 1e6:.1f} MB)",
-        f"- SentencePiece unigram, {card['vocab_size']} pieces (`sp.model`)",
+        f"- SentencePiece unigram, {card['vocab_size']} pieces (`sp.model`)", _settings_line(card),
         f"- Training text: {d['lines']:,} lines, {d['characters']:,} characters, {d['tokens']:,} tokens from "
         + ", ".join(f"`{x}`" for x in d["inputs"]) + (f" (domain {d['domain']})" if d["domain"] else ""),
         f"- Normalization: {card['normalization']}",
         "- Built with `curate lm train`; perplexity as CCNet computes it (see curate/lm.py).", ""])
+
+
+def _settings_line(card: dict[str, Any]) -> str:
+    auto = [k for k, v in card.get("settings", {}).items() if v == "auto"]
+    if not auto:
+        return "- Order, vocabulary and pruning as given"
+    return (f"- Chosen from the amount of text ({', '.join(auto)}): vocabulary 8 x sqrt(characters) rounded to "
+            "thousands within 1,000..65,536, order 3 below 20M characters (else 5), prune 0 0 1 (see curate/lm.py)")

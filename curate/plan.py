@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from curate.readers import DOC_SCHEMA, Unit, plan_units
+from curate.readers import READ_STEP, Unit, doc_schema, plan_units
 from curate.recipe import Recipe, StepSpec
-from curate.steps import REGISTRY, GlobalStep
+from curate.steps import GlobalStep
 from curate.steps.base import StepContext
 from mixlab.config import suggest
 from mixlab.errors import ConfigError
@@ -45,10 +45,20 @@ class Plan:
     """schemas[k]: columns of the documents leaving segment k (hidden ``_unit``/``_pos`` included)."""
     domains: list[str]
     """The domains of the output (source domains, as routing steps rename them)."""
+    step_schemas: dict[str, pa.Schema]
+    """step name -> columns of the documents leaving that step (what its removed documents are written with);
+    step ``read``: those the readers deliver."""
 
     @property
     def global_steps(self) -> list[StepSpec]:
         return [s.keys for s in self.segments if s.keys is not None]
+
+    def spec(self, name: str) -> StepSpec:
+        """The recipe's step named ``name`` (KeyError when the recipe has none)."""
+        for spec in self.recipe.steps:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
 
     @property
     def output_schema(self) -> pa.Schema:
@@ -57,7 +67,7 @@ class Plan:
 
 
 def is_global(spec: StepSpec) -> bool:
-    return issubclass(REGISTRY[spec.name], GlobalStep)
+    return issubclass(spec.cls, GlobalStep)
 
 
 def step_context(recipe: Recipe) -> StepContext:
@@ -72,8 +82,9 @@ def build_plan(recipe: Recipe) -> Plan:
             segments.append(Segment(len(segments), apply=spec))
         else:
             segments[-1].maps.append(spec)
-    schema = DOC_SCHEMA
+    schema = doc_schema(recipe.model.sources)
     schemas = []
+    step_schemas = {READ_STEP: schema}
     ctx = step_context(recipe)
     domains = {s.domain for s in recipe.model.sources}
     for seg in segments:
@@ -83,22 +94,23 @@ def build_plan(recipe: Recipe) -> Plan:
                     raise ConfigError(f"steps[{spec.index}].{spec.name}.domains: unknown domain {d!r}"
                                       f"{suggest(d, domains)} (domains here: {', '.join(sorted(domains))})")
             try:
-                REGISTRY[spec.name].check_input(spec.params, schema, ctx)
-                warnings = REGISTRY[spec.name].plan_warnings(spec.params, recipe)
+                spec.cls.check_input(spec.params, schema, ctx)
+                warnings = spec.cls.plan_warnings(spec.params, recipe)
             except (ValueError, ConfigError) as e:
                 raise ConfigError(f"steps[{spec.index}].{spec.name}: {e}") from None
             for warning in warnings:
                 log.warning(f"steps[{spec.index}].{spec.name}: {warning}")
-            domains = REGISTRY[spec.name].output_domains(spec.params, domains)
-            for name, dtype in REGISTRY[spec.name].columns.items():
+            domains = spec.cls.output_domains(spec.params, domains)
+            for name, dtype in spec.cls.columns.items():
                 if name in schema.names:
                     raise ConfigError(f"steps[{spec.index}] {spec.name}: column {name!r} is already set by a step")
                 schema = schema.append(pa.field(name, dtype))
+            step_schemas[spec.name] = schema
         schemas.append(schema)
     _check_mixture(recipe, domains)
     names = [[recipe.source_name(p) for p in files] for files in recipe.files]
     units = plan_units(recipe.files, recipe.model.sources, names)
-    return Plan(recipe, units, segments, schemas, sorted(domains))
+    return Plan(recipe, units, segments, schemas, sorted(domains), step_schemas)
 
 
 def _check_mixture(recipe: Recipe, domains: set[str]) -> None:

@@ -33,7 +33,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import numpy as np
 import orjson
@@ -43,8 +43,9 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 import zstandard
 
-from curate.recipe import Source
-from mixlab.errors import RunError
+from curate.recipe import Source, infer_format
+from curate.warc import WEB_COLUMNS, WEB_FORMATS, WarcFileError, WebError, read_records
+from mixlab.errors import ConfigError, RunError
 from mixlab.logs import log
 
 DOC_SCHEMA = pa.schema([
@@ -67,7 +68,8 @@ READ_BYTES = 2**20
 _ARROW_ONLY_VALUES = ((b"NaN", b":,["), (b"Infinity", b":,[-"))
 """values Arrow's JSON reader accepts and JSON does not, with the bytes that may precede them"""
 _BOM = b"\xef\xbb\xbf"
-_SPACE_CHARS = pa.array([""] + [chr(c) for c in range(0x110000) if chr(c).isspace()])
+_SPACE_CHARS = pa.array([""] + [c for c in map(chr, range(0x3001)) if c.isspace()])
+""""" and every character str.isspace() is true of (none lies above U+3000, IDEOGRAPHIC SPACE)"""
 _BLANK_TEXT = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _SPACE_CHARS.to_pylist()[1:]) + "]*$"
 """a text that str.strip() leaves empty"""
 
@@ -81,6 +83,18 @@ class Unit:
     source: Source
     files: list[Path]
     names: list[str]
+    schema: pa.Schema = DOC_SCHEMA
+    """the columns of the documents read (:func:`doc_schema` of every source of the recipe)"""
+
+
+def doc_schema(sources: list[Source]) -> pa.Schema:
+    """The columns of the documents the readers deliver for a recipe with ``sources``: :data:`DOC_SCHEMA`, with
+    the web columns of :data:`curate.warc.WEB_COLUMNS` after ``source`` when a source is ``warc`` or ``wet``
+    (null for the documents of other sources)."""
+    if not any(s.format in WEB_FORMATS for s in sources):
+        return DOC_SCHEMA
+    at = DOC_SCHEMA.get_field_index("_unit")
+    return pa.schema([*DOC_SCHEMA][:at] + [pa.field(k, t) for k, t in WEB_COLUMNS.items()] + [*DOC_SCHEMA][at:])
 
 
 def record_limit(max_doc_bytes: int) -> int:
@@ -99,19 +113,23 @@ class _Batcher:
         self.codec = "utf-8"
         """the encoding of the file being read (the source's, or the one detected for this file)"""
         self.max_doc_bytes = unit.source.max_doc_bytes
-        self.docs: dict[str, list] = {k: [] for k in DOC_SCHEMA.names}
-        self.removed: dict[str, list] = {k: [] for k in REMOVED_SCHEMA.names}
+        self.schema = doc_schema([unit.source])
+        self.docs: dict[str, list] = {k: [] for k in self.schema.names}
+        self.removed: dict[str, list] = {k: [] for k in self.schema.names + ["reason"]}
         self.errors: dict[str, list] = {k: [] for k in ERROR_SCHEMA.names}
         self.tables: list[pa.Table] = []
         self.rows = 0
         self.text_bytes = 0
 
-    def doc(self, doc_id: str, text: str, source: str, pos: int) -> None:
+    def doc(self, doc_id: str, text: str, source: str, pos: int, web: tuple | None = None) -> None:
+        """Add a document; ``web``: the values of the web columns (a ``warc`` or ``wet`` source)."""
         limit = self.max_doc_bytes
         big = len(text) > limit // 4 and len(text.encode("utf-8")) > limit  # a character is 1 to 4 bytes
         d = self.removed if big else self.docs
         d["id"].append(doc_id), d["text"].append(text), d["domain"].append(self.unit.source.domain)
         d["source"].append(source), d["_unit"].append(self.unit.index), d["_pos"].append(pos)
+        for k, v in zip(WEB_COLUMNS, web or ()):
+            d[k].append(v)
         if big:
             d["reason"].append("too_large")
         self.rows += 1
@@ -143,19 +161,29 @@ class _Batcher:
 
     def _tabulate(self) -> None:
         if self.docs["id"]:
-            self.tables.append(pa.Table.from_pydict(self.docs, schema=DOC_SCHEMA))
+            self.tables.append(pa.Table.from_pydict(self.docs, schema=self.schema))
             for col in self.docs.values():
                 col.clear()
 
     def flush(self) -> tuple[pa.Table, pa.Table, pa.Table]:
         self._tabulate()
-        docs = pa.concat_tables(self.tables).combine_chunks() if self.tables else DOC_SCHEMA.empty_table()
+        docs = pa.concat_tables(self.tables).combine_chunks() if self.tables else self.schema.empty_table()
         errors = pa.Table.from_pydict(self.errors, schema=ERROR_SCHEMA)
-        removed = pa.Table.from_pydict(self.removed, schema=REMOVED_SCHEMA)
+        reason = pa.field("reason", pa.string())
+        removed = pa.Table.from_pydict(self.removed, schema=self.schema.append(reason))
         for col in [*self.errors.values(), *self.removed.values()]:
             col.clear()
         self.tables, self.rows, self.text_bytes = [], 0, 0
-        return docs, errors, removed
+        return _conform(docs, self.unit.schema), errors, _conform(removed, self.unit.schema.append(reason))
+
+
+def _conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``t`` with the columns of ``schema``, in its order: the ones ``t`` lacks are null, the ones it has and
+    ``schema`` does not are dropped."""
+    if t.schema.equals(schema):
+        return t
+    return pa.table([t[f.name] if f.name in t.schema.names else pa.nulls(t.num_rows, f.type) for f in schema],
+                    schema=schema)
 
 
 def _check_text(b: _Batcher, text: Any, field: str, name: str, loc: str, raw: Any, pos: int) -> bool:
@@ -800,6 +828,29 @@ def _read_json(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
             raise _FileError("bad_json", f"malformed JSON at {t.where()}: text after the end of the array")
 
 
+def _read_web(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
+    """A WARC or WET file, record by record (:func:`curate.warc.read_records`): a document's id is
+    ``<file>:<offset>`` (the record's byte offset) and its position the offset; a record that gives no document is an
+    error naming the record id. A truncated record under ``on_error: fail`` fails the run, as a truncated file
+    does."""
+    src = b.unit.source
+    base = file_index << 40
+    try:
+        with open(path, "rb") as f:
+            for rec in read_records(f, src.format, src.extractor, record_limit(b.max_doc_bytes)):
+                if isinstance(rec, WebError):
+                    if rec.kind == "truncated_record" and src.on_error == "fail":
+                        raise FileFailure(f"{name}: {rec.location}: {rec.message}")
+                    b.error(name, rec.location, rec.kind, rec.message, rec.raw, base + rec.offset)
+                else:
+                    b.doc(f"{name}:{rec.offset}", rec.text, name, base + rec.offset,
+                          (rec.url, rec.date, rec.record_id, rec.charset))
+                if b.full():
+                    yield b.flush()
+    except WarcFileError as e:
+        raise _FileError(e.kind, str(e)) from None
+
+
 class _FileError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -807,14 +858,15 @@ class _FileError(Exception):
 
 
 _READERS = {"jsonl": _read_jsonl, "jsonl.gz": _read_jsonl, "jsonl.zst": _read_jsonl, "json": _read_json,
-            "parquet": _read_parquet, "lines": _read_lines, "txt": _read_txt}
+            "parquet": _read_parquet, "lines": _read_lines, "txt": _read_txt, "warc": _read_web, "wet": _read_web}
 
 
 def read_unit(unit: Unit, batch_size: int) -> Iterator[tuple[pa.Table, pa.Table, pa.Table]]:
-    """Yield ``(docs, errors, removed)`` batches for every file of ``unit``, in order: ``docs`` in
-    :data:`DOC_SCHEMA`, ``errors`` in :data:`ERROR_SCHEMA`, ``removed`` (documents over ``max_doc_bytes``, reason
-    ``too_large``, removed at step :data:`READ_STEP`) in :data:`REMOVED_SCHEMA`. At most one batch and one record
-    of at most :func:`record_limit` bytes are held in memory.
+    """Yield ``(docs, errors, removed)`` batches for every file of ``unit``, in order: ``docs`` in the unit's
+    ``schema`` (:data:`DOC_SCHEMA`, with the web columns when the recipe has a ``warc`` or ``wet`` source), ``errors``
+    in :data:`ERROR_SCHEMA`, ``removed`` (documents over ``max_doc_bytes``, reason ``too_large``, removed at step
+    :data:`READ_STEP`) in that schema with ``reason`` (:data:`REMOVED_SCHEMA` for DOC_SCHEMA). At most one batch
+    and one record of at most :func:`record_limit` bytes are held in memory.
 
     Raises :class:`FileFailure` for a file-level problem when the source says ``on_error: fail``.
     """
@@ -832,6 +884,33 @@ def read_unit(unit: Unit, batch_size: int) -> Iterator[tuple[pa.Table, pa.Table,
             _file_error(b, unit, name, kind, f"{type(e).__name__}: {e}", file_index)
     if b.pending():
         yield b.flush()
+
+
+def input_texts(inputs: Iterable[Path], domain: str | None = None) -> Iterator[pa.Array]:
+    """Text batches from files (jsonl[.gz|.zst], parquet: field ``text``; anything else: one document per line,
+    lines split at line feeds only) or from built corpora (a directory with manifest.json; only ``domain`` when
+    given). Records that cannot be read or are over the default ``max_doc_bytes`` are skipped with a warning that
+    counts them."""
+    for path in inputs:
+        if path.is_dir():
+            if not (path / "manifest.json").exists():
+                raise ConfigError(f"{path}: a directory input must be a corpus built by `curate run`")
+            root = path / "data" / domain if domain else path / "data"
+            for f in sorted(root.rglob("*.parquet")):
+                for rb in pq.ParquetFile(f).iter_batches(columns=["text"]):
+                    yield rb.column(0)
+            continue
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file or corpus directory")
+        fmt = infer_format(path) or "lines"
+        source = Source(path=str(path), format=fmt, domain="input")
+        skipped = 0
+        for docs, errors, removed in read_unit(Unit(0, 0, source, [path], [path.name]), 10_000):
+            skipped += errors.num_rows + removed.num_rows
+            if docs.num_rows:
+                yield docs["text"].combine_chunks()
+        if skipped:
+            log.warning(f"{path}: {skipped:,} records skipped (unreadable, or over {source.max_doc_bytes:,} bytes)")
 
 
 class FileFailure(RunError):
@@ -867,4 +946,7 @@ def plan_units(files_per_source: list[list[Path]], sources: list[Source], names:
         else:
             for f, n in zip(files, fnames):
                 units.append(Unit(len(units), si, source, [f], [n]))
+    schema = doc_schema(sources)
+    for unit in units:
+        unit.schema = schema
     return units

@@ -15,19 +15,25 @@ from typing import Any, Iterator, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mixlab.config import Strict, apply_overrides, load_yaml, suggest, validate
+from mixlab.paths import resolve_path as resolve
 from mixlab.errors import ConfigError
 from mixlab.logs import log
 
-FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "json", "parquet", "txt", "lines")
+FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "json", "parquet", "txt", "lines", "warc", "wet")
 _SUFFIX_FORMAT = {".jsonl": "jsonl", ".json": "jsonl", ".jsonl.gz": "jsonl.gz", ".json.gz": "jsonl.gz",
-                  ".jsonl.zst": "jsonl.zst", ".json.zst": "jsonl.zst", ".parquet": "parquet"}
+                  ".jsonl.zst": "jsonl.zst", ".json.zst": "jsonl.zst", ".parquet": "parquet",
+                  ".warc": "warc", ".warc.gz": "warc", ".warc.wet": "wet", ".warc.wet.gz": "wet"}
 
 
 class Source(Strict):
     path: str | list[str] = Field(description="file path(s) or glob(s), relative to the recipe file")
-    format: Literal["jsonl", "jsonl.gz", "jsonl.zst", "json", "parquet", "txt", "lines"] | None = Field(
-        default=None, description="json: one JSON array of records per file; inferred from the extension when "
-                                  "omitted (not for txt or lines)")
+    format: Literal["jsonl", "jsonl.gz", "jsonl.zst", "json", "parquet", "txt", "lines", "warc", "wet"] | None = Field(
+        default=None, description="json: one JSON array of records per file; warc: HTML responses of WARC files, "
+                                  "main text extracted; wet: Common Crawl's WET text extracts; inferred from the "
+                                  "extension when omitted (not for txt or lines)")
+    extractor: Literal["trafilatura", "resiliparse"] = Field(
+        default="trafilatura", description="format warc: the main-text extractor (resiliparse: ~10x faster, keeps "
+                                           "more boilerplate; benchmarks/warc_extract.py)")
     domain: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$",
                         description="every document of this source belongs to this domain")
     text_field: str = Field(default="text", description="the JSON key or Parquet column holding the text")
@@ -41,6 +47,9 @@ class Source(Strict):
     encoding: str = Field(default="utf-8", description="the files' text encoding: a Python codec name (utf-8, "
                           "latin-1, cp1252, ...) or detect (per file: UTF-8 when the file is valid UTF-8, else "
                           "cp1252, else latin-1)")
+    license: str = Field(default="unknown", max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9.+\-]*$",
+                         description="the licence of this source's text, as an SPDX or Hugging Face id (cc-by-sa-4.0, "
+                                     "odc-by, mit, ...; other, or unknown), for the data card")
 
     @field_validator("encoding")
     @classmethod
@@ -70,10 +79,20 @@ class Source(Strict):
         if self.format == "parquet":
             raise ValueError(f"encoding {self.encoding!r}: Parquet strings are UTF-8 by definition; leave encoding "
                              "out for a parquet source")
+        if self.format in ("warc", "wet"):
+            raise ValueError(f"encoding {self.encoding!r}: a {self.format} source reads each page in its own charset "
+                             "(byte order mark, HTTP header, meta tag, detection); leave encoding out")
         if self.format != "json" and self.format != "txt" and '\n"{}:'.encode(self.encoding) != b'\n"{}:':
             raise ValueError(f"encoding {self.encoding!r} does not write ASCII as ASCII, so lines cannot be split "
                              f"at the line feed byte; convert the files to UTF-8 (e.g. iconv -f {self.encoding} "
                              "-t utf-8) or use format json or txt")
+        return self
+
+    @model_validator(mode="after")
+    def _web_fields(self) -> "Source":
+        if self.format in ("warc", "wet") and (self.text_field != "text" or self.id_field is not None):
+            raise ValueError(f"text_field and id_field do not apply to format {self.format}: the text is the page's "
+                             "main text and the id <file>:<record offset> (the record id is column warc_record_id)")
         return self
 
     @field_validator("path")
@@ -112,6 +131,11 @@ class Output(Strict):
         return v
 
 
+RAY_ONLY = ("address", "num_cpus_per_task", "max_retries")
+"""Executor keys only the ray executor reads."""
+COMPRESSED, COMPRESSED_RATIO = (".gz", ".zst", ".parquet"), 4
+
+
 def max_workers() -> int:
     """The most worker processes a run may start: 4 x the CPU count; more only contend for the same cores."""
     return 4 * (os.cpu_count() or 1)
@@ -127,14 +151,24 @@ def check_workers(workers: int, key: str) -> None:
 
 
 class Executor(Strict):
-    type: Literal["local"] = Field(default="local", description="local: a process pool on this machine")
+    type: Literal["local", "ray"] = Field(default="local", description="local: a process pool on this machine; "
+                                          "ray: each task a Ray task on a cluster whose nodes share the inputs' "
+                                          "and the output's filesystem (the ray extra)")
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0, description="worker processes; default: "
                          "the number of CPUs (at most 4 per CPU)")
-    partitions: int = Field(default=16, gt=0, le=4096, description="shuffle partitions of a global step")
+    partitions: int | None = Field(default=None, gt=0, le=4096, description="shuffle partitions of a global "
+                                   "step; default: one per GiB of input (compressed files count 4 x their size), "
+                                   "at least 16")
     batch_size: int = Field(default=1000, gt=0, description="documents per Arrow batch")
     work_compression: Literal["none", "lz4", "zstd"] = Field(
         default="none", description="codec of the temporary Arrow IPC files in OUT/.work: none is fastest; lz4 "
         "or zstd trade time for disk")
+    address: str | None = Field(default=None, description="type ray: the cluster; null starts a Ray instance on "
+                                "this machine with `workers` CPUs, auto joins the cluster of this machine (`ray "
+                                "start`), HOST:PORT names its head, ray://HOST:PORT goes through Ray Client")
+    num_cpus_per_task: float = Field(default=1, gt=0, description="type ray: CPUs Ray reserves for each task")
+    max_retries: int = Field(default=3, ge=0, description="type ray: times a task whose worker or node died is run "
+                             "again")
 
     @field_validator("workers")
     @classmethod
@@ -206,10 +240,11 @@ class RecipeModel(Strict):
 
 
 class StepSpec:
-    """One validated entry of ``steps``: its registered name and typed params."""
+    """One validated entry of ``steps``: its registered name, its class (a ``curate.steps.Step``), its typed params
+    and its position in the recipe."""
 
-    def __init__(self, name: str, params: Any, index: int) -> None:
-        self.name, self.params, self.index = name, params, index
+    def __init__(self, name: str, params: Any, index: int, cls: Any) -> None:
+        self.name, self.params, self.index, self.cls = name, params, index, cls
 
     def __repr__(self) -> str:
         return f"StepSpec({self.name!r}, {self.params!r})"
@@ -233,6 +268,9 @@ class Recipe:
         data = self.model.model_dump(mode="json")
         data["executor"].pop("workers", None)
         data["executor"].pop("work_compression", None)  # readers of work files take any codec
+        for key in RAY_ONLY:  # where tasks run does not change what they write
+            data["executor"].pop(key, None)
+        data["executor"]["type"] = "local"  # as hashed before the ray executor: a local run resumes on Ray
         data["output"].pop("dir", None)
         data["steps"] = [{"name": s.name, "params": s.params.model_dump(mode="json")} for s in self.steps]
         data["files"] = [[self.source_name(p) for p in fs] for fs in self.files]
@@ -249,11 +287,6 @@ class Recipe:
         data = self.model.model_dump(mode="json")
         data["steps"] = [{s.name: s.params.model_dump(mode="json")} for s in self.steps]
         return data
-
-
-def resolve(base: Path, path: str) -> Path:
-    p = Path(os.path.expanduser(path))
-    return p if p.is_absolute() else base / p
 
 
 def infer_format(path: Path) -> str | None:
@@ -411,7 +444,7 @@ def parse_steps(raw: list[Any], source: str = "") -> list[StepSpec]:
         if not isinstance(params, dict):
             raise ConfigError(f"steps[{i}].{name}: params must be a mapping, got {params!r}")
         cls = REGISTRY[name]
-        specs.append(StepSpec(name, validate(cls.Params, params, prefix=("steps", i, name), source=source), i))
+        specs.append(StepSpec(name, validate(cls.Params, params, prefix=("steps", i, name), source=source), i, cls))
     seen: dict[str, int] = {}
     for s in specs:
         if s.name in seen:
@@ -426,6 +459,11 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     data = apply_overrides(load_yaml(path), overrides)
     model = validate(RecipeModel, data, source=str(path))
+    if model.executor.type == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("executor.type ray needs the ray extra: pip install mixlab[ray]")
     base = path.resolve().parent
     if model.mixture.method == "doremi":
         model.mixture.doremi_config(base, resolve(base, model.output.dir))
@@ -439,9 +477,23 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             if len(formats) != 1 or None in formats:
                 raise ConfigError(f"sources[{i}].format: cannot infer the format of {found[0].name!r}; "
                                   f"set one of: {', '.join(FORMATS)}")
-            source.format = formats.pop()
+            try:
+                source.format = formats.pop()
+            except ValueError as e:  # pydantic's ValidationError: the inferred format does not fit another key
+                raise ConfigError(f"sources[{i}]: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
         files.append(found)
+    if model.executor.partitions is None:
+        model.executor.partitions = default_partitions([f for fs in files for f in fs])
     return Recipe(model, steps, files, base)
+
+
+def default_partitions(files: list[Path]) -> int:
+    """Shuffle partitions for these input files: one per GiB of text, the size of a gzip, zstd or Parquet file
+    counted 4 times (a typical compression ratio of text), at least 16 (as many as a machine or two has cores),
+    at most 4096. A reduce task then holds about 0.1 GiB of MinHash keys (the largest shuffle, ~0.09 x the
+    input; see the README's plan of a run on a cluster)."""
+    size = sum(f.stat().st_size * (COMPRESSED_RATIO if f.name.endswith(COMPRESSED) else 1) for f in files)
+    return max(16, min(4096, -(-size // 2**30)))
 
 
 def check_output(recipe: Recipe, root: Path) -> None:

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 from curate.integrity import check_file
 from curate.layout import Layout
 from curate.plan import Plan
-from curate.readers import READ_STEP
-from curate.steps import REGISTRY
-from curate.tasks import combine_task_id, map_task_id, reduce_task_id
+from curate.tasks import MapTask, finalize_phase, segment_phases
 from mixlab.logs import log
 
 
@@ -38,57 +35,18 @@ class Node:
 def task_graph(lay: Layout, plan: Plan, domains: list[str]) -> list[Node]:
     """Every task of ``plan`` in the order phases run, with the files each reads. ``domains``: the output domains
     whose finalize tasks to include."""
-    def rel(path: Path) -> str:
-        return path.relative_to(lay.root).as_posix()
-
-    units = range(len(plan.units))
-    parts = range(plan.recipe.model.executor.partitions)
-    nodes: list[Node] = []
-    segment_of: dict[str, int] = {}
-    for seg in plan.segments:
-        for spec in seg.steps:
-            segment_of[spec.name] = seg.index
-        for u in units:
-            reads: list[tuple[str, str]] = []
-            if seg.index > 0:
-                reads.append((map_task_id(seg.index - 1, u), rel(lay.segment_out(seg.index - 1, u))))
-            if seg.apply is not None:
-                s = seg.apply.name
-                if REGISTRY[s].has_combine:  # type: ignore[attr-defined]
-                    reads.append((combine_task_id(s), rel(lay.combined(s))))
-                else:
-                    reads += [(reduce_task_id(s, p), rel(lay.decisions(s, p))) for p in parts]
-            nodes.append(Node(map_task_id(seg.index, u), tuple(reads)))
-        if seg.keys is not None:
-            s = seg.keys.name
-            side = [(map_task_id(seg.index, u), rel(lay.side(s, u))) for u in units]
-            for p in parts:
-                spills = [(map_task_id(seg.index, u), rel(lay.spill(s, p, u).parent) + "/") for u in units]
-                nodes.append(Node(reduce_task_id(s, p), tuple(spills + side)))
-            if REGISTRY[s].has_combine:  # type: ignore[attr-defined]
-                reduced = [(reduce_task_id(s, p), rel(lay.decisions(s, p))) for p in parts]
-                nodes.append(Node(combine_task_id(s), tuple(reduced + side)))
-    last = plan.segments[-1].index
-    for d in domains:
-        nodes.append(Node(f"finalize/data/{d}", tuple((map_task_id(last, u), rel(lay.work / "final" / d) + "/")
-                                                      for u in units), final=True))
-    for step in [READ_STEP, *(spec.name for spec in plan.recipe.steps)]:
-        k = segment_of.get(step, 0)
-        nodes.append(Node(f"finalize/removed/{step}",
-                          tuple((map_task_id(k, u), rel(lay.work / "removed" / step) + "/") for u in units),
-                          final=True))
-    nodes.append(Node("finalize/errors", tuple((map_task_id(0, u), rel(lay.work / "errors") + "/") for u in units),
-                      final=True))
-    return nodes
+    phases = [phase for seg in plan.segments for phase in segment_phases(plan, seg)]
+    phases.append(finalize_phase(plan, domains))
+    return [Node(t.id, t.reads(plan, lay), t.final) for phase in phases for t in phase.tasks]
 
 
 def output_domains(lay: Layout, plan: Plan) -> list[str]:
     """The domains with kept documents, from the files the last segment's finished map tasks recorded."""
     last = plan.segments[-1].index
-    final = (lay.work / "final").relative_to(lay.root).as_posix() + "/"
+    final = lay.rel(lay.final_root, folder=True)
     domains = set()
     for u in range(len(plan.units)):
-        record = lay.read_marker(map_task_id(last, u))
+        record = lay.read_marker(MapTask(last, u).id)
         for path in record["files"] if record else ():
             if path.startswith(final):
                 domains.add(path[len(final):].rsplit("/", 1)[0])

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from curate import card, integrity, languages, reuse, tasks
-from curate.executors import LocalExecutor, Task
+from curate.executors import Executor, LocalExecutor
 from curate.layout import WORK_FORMAT, Layout, read_json, write_json_atomic, write_text_atomic
 from curate.mixture import learn_doremi, weigh
 from curate.plan import Plan, build_plan
 from curate.readers import READ_STEP
 from curate.recipe import Recipe, check_output
-from curate.steps import REGISTRY
 from curate.tokens import METHOD as TOKEN_ESTIMATE
 from mixlab import __version__
 from mixlab import logs
@@ -173,33 +172,36 @@ def _run(plan: Plan, lay: Layout, state: str, workers: int, keep_work: bool) -> 
     started = time.time()
     log.info(f"curate run {recipe.name}: {sum(len(u.files) for u in plan.units)} files in {len(plan.units)} units, "
              f"{len(recipe.steps)} steps, {workers} workers -> {root}")
-    P = recipe.model.executor.partitions
-    with LocalExecutor(plan, root, workers) as ex:
+    with _executor(plan, root, workers) as ex:
         for seg in plan.segments:
-            todo = [Task(tasks.map_task_id(seg.index, u.index), "map", (seg.index, u.index)) for u in plan.units]
-            names = "+".join(s.name for s in seg.steps) or "read"
-            ex.run([t for t in todo if not lay.done(t.id)], f"{names}")
-            if seg.keys is not None:
-                todo = [Task(tasks.reduce_task_id(seg.keys.name, p), "reduce", (seg.index, p)) for p in range(P)]
-                ex.run([t for t in todo if not lay.done(t.id)], f"{seg.keys.name} reduce")
-                if REGISTRY[seg.keys.name].has_combine:  # type: ignore[attr-defined]
-                    todo = [Task(tasks.combine_task_id(seg.keys.name), "combine", (seg.index,))]
-                    ex.run([t for t in todo if not lay.done(t.id)], f"{seg.keys.name} combine")
+            for phase in tasks.segment_phases(plan, seg):
+                _run_phase(ex, lay, phase)
             if seg.index > 0 and not keep_work:
-                shutil.rmtree(lay.work / f"seg{seg.index - 1}", ignore_errors=True)
+                shutil.rmtree(lay.segment_dir(seg.index - 1), ignore_errors=True)
                 if seg.apply is not None:
-                    for stage in ("shuffle", "side"):
-                        shutil.rmtree(lay.work / stage / seg.apply.name, ignore_errors=True)
+                    shutil.rmtree(lay.shuffle_dir(seg.apply.name), ignore_errors=True)
+                    shutil.rmtree(lay.side_dir(seg.apply.name), ignore_errors=True)
         domains = reuse.output_domains(lay, plan)
-        final = [Task(f"finalize/data/{d}", "finalize_domain", (d,)) for d in domains]
-        removal_steps = [READ_STEP, *(s.name for s in recipe.steps)]
-        final += [Task(f"finalize/removed/{s}", "finalize_side", (s,)) for s in removal_steps]
-        final.append(Task("finalize/errors", "finalize_side", ("errors",)))
-        ex.run([t for t in final if not lay.done(t.id)], "write shards")
+        _run_phase(ex, lay, tasks.finalize_phase(plan, domains))
     manifest = _learned_mixture(recipe, lay, _write_outputs(plan, lay, domains, time.time() - started))
     if not keep_work:
         shutil.rmtree(lay.work, ignore_errors=True)
     return manifest
+
+
+def _executor(plan: Plan, root: Path, workers: int) -> Executor:
+    """The recipe's executor: a local process pool, or Ray tasks (`curate.executors.ray`, imported only then)."""
+    settings = plan.recipe.model.executor
+    if settings.type == "ray":
+        from curate.executors.ray import RayExecutor
+
+        return RayExecutor(plan, root, workers, settings)
+    return LocalExecutor(plan, root, workers)
+
+
+def _run_phase(ex: Executor, lay: Layout, phase: tasks.Phase) -> None:
+    """Hand the tasks of ``phase`` that have no completion marker yet to the executor."""
+    ex.run(phase.description, [t for t in phase.tasks if not lay.done(t.id)])
 
 
 def _shards(lay: Layout, task: str) -> list[dict[str, Any]]:
@@ -211,7 +213,7 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     collected = tasks.collect_map_stats(lay, plan)
     per_domain: dict[str, Any] = {}
     for d in plan.domains:
-        shards = _shards(lay, f"finalize/data/{d}") if d in domains else []
+        shards = _shards(lay, tasks.FinalizeDomainTask(d).id) if d in domains else []
         docs, nbytes = sum(s["docs"] for s in shards), sum(s["bytes"] for s in shards)
         tokens = sum(s.get("est_tokens", s["bytes"] / LEGACY_BYTES_PER_TOKEN) for s in shards)
         per_domain[d] = {"docs": docs, "bytes": nbytes, "est_tokens": round(tokens),
@@ -222,15 +224,16 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     read_params = {"max_doc_bytes": [s.max_doc_bytes for s in recipe.model.sources]}
     no_read_stats = {"documents_in": totals["read"] - totals["errored"], "removed": {}, "histograms": {}}
     collected["steps"].setdefault(READ_STEP, no_read_stats)  # a run resumed from stats written before step `read`
-    removal_steps = [(READ_STEP, read_params), *((s.name, s.params.model_dump(mode="json")) for s in recipe.steps)]
-    for name, params in removal_steps:
+    removal_steps = [(READ_STEP, read_params, {}),
+                     *((s.name, s.params.model_dump(mode="json"), s.cls.histograms) for s in recipe.steps)]
+    for name, params, edges in removal_steps:
         st = collected["steps"][name]
         removed_by_step[name] = dict(sorted(st["removed"].items()))
         n_removed = sum(st["removed"].values())
         stats_doc = {"step": name, "params": params,
                      "documents_in": st["documents_in"], "removed": n_removed,
                      "kept": st["documents_in"] - n_removed, "removed_by_reason": removed_by_step[name],
-                     "histograms": {col: {"edges": _edges(name, col), "counts": c}
+                     "histograms": {col: {"edges": list(edges[col]), "counts": c}
                                     for col, c in st["histograms"].items()}}
         if st.get("notes"):
             stats_doc["notes"] = dict(sorted(st["notes"].items()))
@@ -247,7 +250,7 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     if not accounting["balanced"]:
         raise RunError(f"accounting does not add up: read {totals['read']} != kept {kept} + removed "
                        f"{removed_total} + errored {totals['errored']} (a bug; please report it with {lay.log})")
-    error_shards = _shards(lay, "finalize/errors")
+    error_shards = _shards(lay, tasks.FinalizeErrorsTask().id)
     error_kinds: Counter[str] = Counter()
     import pyarrow.parquet as pq
     for s in error_shards:
@@ -267,19 +270,18 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
         "domains": per_domain, "corpus_sha256": corpus_hash, "token_estimate": TOKEN_ESTIMATE,
         "bytes_per_token_estimate": round(sum(v["bytes"] for v in per_domain.values())
                                           / max(1, sum(v["est_tokens"] for v in per_domain.values())), 4),
-        "removed": {name: _shards(lay, f"finalize/removed/{name}") for name in removed_by_step},
+        "removed": {name: _shards(lay, tasks.FinalizeRemovedTask(name).id) for name in removed_by_step},
         "keep_removed": recipe.model.output.keep_removed if isinstance(recipe.model.output.keep_removed, str)
         else f"sample {recipe.model.output.keep_removed.sample}",
         "errors": {"shards": error_shards, "by_kind": dict(sorted(error_kinds.items()))},
         "files": integrity.file_entries(lay.root, [*([lay.mixture] if mixture else []),
-                                                   *(p for p in (lay.root / "index").rglob("*")
+                                                   *(p for p in lay.index.rglob("*")
                                                      if p.is_file() and not p.name.startswith("."))]),
         "funnel": funnel, "accounting": accounting, "mixture": mixture["weights"] if mixture else {},
     }
     if "langid" in collected["steps"]:
         manifest["languages"] = languages.keep_rates(lay.root, per_domain, collected["steps"]["langid"]["notes"])
-    text = card.render(manifest)
-    write_text_atomic(lay.card, text)
+    card.write_card(lay.root, manifest)
     write_text_atomic(lay.manifest, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
@@ -294,15 +296,9 @@ def _learned_mixture(recipe: Recipe, lay: Layout, manifest: dict[str, Any]) -> d
     manifest = {**manifest, "mixture": mixture["weights"],
                 "files": sorted([*manifest["files"], *integrity.file_entries(lay.root, [lay.mixture])],
                                 key=lambda f: f["path"])}
-    write_text_atomic(lay.card, card.render(manifest))
+    card.write_card(lay.root, manifest)
     write_text_atomic(lay.manifest, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
-
-
-def _edges(step: str, col: str) -> list[float]:
-    from curate.steps import REGISTRY
-
-    return list(REGISTRY[step].histograms[col])
 
 
 def _versions() -> dict[str, str]:

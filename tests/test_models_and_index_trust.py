@@ -192,7 +192,7 @@ def test_lm_train_refuses_an_out_that_cannot_be_a_directory(tmp_path: Path, out:
 
 
 @pytest.mark.parametrize("prune,says", [(["-1"], "cannot be negative"),
-                                        (["0", "0", "0", "0", "0", "0"], "6 thresholds for a 5-gram model"),
+                                        (["0", "0", "0", "0", "0", "0"], "6 thresholds need --order 6 or more"),
                                         (["0", "1", "0"], "must not decrease")])
 def test_lm_train_refuses_prune_thresholds_kenlm_rejects(tmp_path: Path, prune: list[str], says: str,
                                                          capsys) -> None:

@@ -1,5 +1,6 @@
-"""Executors run a plan's tasks; they never contain step logic (see `curate/tasks.py`)."""
+"""Executors run the tasks of a plan's phases; they never contain step logic (see `curate/tasks.py`)."""
 
-from curate.executors.local import LocalExecutor, Task
+from curate.executors.base import Executor
+from curate.executors.local import LocalExecutor
 
-__all__ = ["LocalExecutor", "Task"]
+__all__ = ["Executor", "LocalExecutor"]

@@ -34,6 +34,7 @@ from pydantic import Field, field_validator
 
 from curate.models import check_file, default_lid_model, load_fasttext
 from curate.steps.base import MapStep, StepContext, StepParams
+from mixlab.paths import resolve_path
 
 UNKNOWN = "unknown"
 _FENCE = {"`": r"^[ ]{0,3}```", "~": r"^[ ]{0,3}~~~"}
@@ -150,8 +151,7 @@ class Langid(MapStep):
     def model_path(cls, params: LangidParams, base: Path) -> Path:
         if params.model is None:
             return default_lid_model()
-        p = Path(params.model).expanduser()
-        return check_file(p if p.is_absolute() else base / p, "model")
+        return check_file(resolve_path(base, params.model), "model")
 
     @classmethod
     def check_input(cls, params: StepParams, schema: pa.Schema, ctx: StepContext) -> None:

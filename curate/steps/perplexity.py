@@ -5,6 +5,10 @@ keys score every document (one pass, models loaded once per worker) and shuffle 
 reduce computes each language's cutoffs; combine assigns a bucket to every document; apply annotates and filters.
 Cutoffs given in the recipe are used as they are. A document whose language has no model keeps ``ppl`` null and
 is never removed by this step.
+
+``score: lines`` scores a document from its lines instead (:meth:`curate.lm.LineScores.line_aware_perplexity`):
+CCNet's document perplexity times the character-weighted ``line_quantile`` of its line perplexities, geometrically
+weighted by ``line_weight``; ``ppl`` then holds that score, and buckets, cutoffs and ``max_ppl`` apply to it.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from curate.steps.base import Decisions, GlobalStep, SideStore, StepContext, StepParams
+from mixlab.paths import resolve_path
 
 Bucket = Literal["head", "middle", "tail"]
 
@@ -31,16 +36,34 @@ class PerplexityParams(StepParams):
         default=None, description="per language (head_max, middle_max) perplexity; computed from the corpus if absent")
     keep_buckets: list[Bucket] | None = Field(default=None, description="remove documents in other buckets")
     max_ppl: float | dict[str, float] | None = Field(default=None, description="remove documents above this")
+    score: Literal["document", "lines"] = Field(
+        default="document", description="document: CCNet's perplexity of the whole document; lines: "
+        "ppl ** (1 - line_weight) * (line_quantile of the line perplexities, weighted by characters) ** line_weight")
+    line_quantile: float = Field(default=0.25, gt=0, le=1, description="with score: lines, the quantile of line "
+                                 "perplexities (by characters) that pulls the score")
+    line_weight: float = Field(default=0.5, gt=0, le=1, description="with score: lines, its geometric weight")
 
     @model_validator(mode="after")
-    def _order(self) -> "PerplexityParams":
+    def _check(self) -> "PerplexityParams":
         lo, hi = self.percentiles
         if not 0 < lo < hi < 100:
             raise ValueError("percentiles must satisfy 0 < head < tail < 100")
         for lang, (a, b) in (self.cutoffs or {}).items():
             if not 0 < a <= b:
                 raise ValueError(f"cutoffs.{lang}: need 0 < head_max <= middle_max")
+        given = sorted({"line_quantile", "line_weight"} & self.model_fields_set)
+        if self.score == "document" and given:
+            raise ValueError(f"{' and '.join(given)}: only used with score: lines")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_score(self, handler: Any) -> dict[str, Any]:
+        """The CCNet score leaves the dump (and so the recipe hash) as it was before ``score`` existed."""
+        data = handler(self)
+        if self.score == "document":
+            for key in ("score", "line_quantile", "line_weight"):
+                data.pop(key, None)
+        return data
 
 
 class Perplexity(GlobalStep):
@@ -58,8 +81,7 @@ class Perplexity(GlobalStep):
 
     @classmethod
     def model_dir(cls, path: str, base: Path) -> Path:
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else base / p
+        return resolve_path(base, path)
 
     @classmethod
     def check_input(cls, params: StepParams, schema: pa.Schema, ctx: StepContext) -> None:
@@ -89,7 +111,12 @@ class Perplexity(GlobalStep):
         ppl = np.full(batch.num_rows, np.nan)
         for lang in set(langs.tolist()) & set(self.params.models):
             rows = np.flatnonzero(langs == lang)
-            ppl[rows] = self._model(lang).perplexity(pc.take(batch["text"], pa.array(rows)))
+            texts = pc.take(batch["text"], pa.array(rows))
+            if self.params.score == "lines":
+                ppl[rows] = self._model(lang).line_scores(texts).line_aware_perplexity(
+                    self.params.line_quantile, self.params.line_weight)
+            else:
+                ppl[rows] = self._model(lang).perplexity(texts)
         scored = np.flatnonzero(~np.isnan(ppl))
         part = np.fromiter((xxhash.xxh3_64_intdigest(str(langs[i]).encode()) for i in scored), np.uint64, len(scored))
         keys = pa.table([pa.array(part), pa.array(langs[scored].tolist(), pa.string()), pa.array(ppl[scored])],
@@ -132,6 +159,9 @@ class Perplexity(GlobalStep):
                                          "documents": c["documents"]} for c in cuts},
                  "percentiles": list(self.params.percentiles),
                  "cutoffs_from": "recipe" if self.params.cutoffs else "corpus percentiles"}
+        if self.params.score == "lines":
+            stats["score"] = {"method": "lines", "line_quantile": self.params.line_quantile,
+                              "line_weight": self.params.line_weight}
         return decisions, stats
 
     def _decide(self, ppl: np.ndarray, langs: np.ndarray, cutoffs: dict[str, tuple[float, float]]

@@ -14,6 +14,7 @@ from pydantic import Field
 from curate.classifier import prepare, score
 from curate.models import load_fasttext
 from curate.steps.base import MapStep, StepContext, StepParams
+from mixlab.paths import resolve_path
 
 
 class QualityClassifierParams(StepParams):
@@ -34,8 +35,7 @@ class QualityClassifier(MapStep):
 
     @classmethod
     def model_file(cls, params: QualityClassifierParams, base: Path) -> Path:
-        p = Path(params.model).expanduser()
-        return (p if p.is_absolute() else base / p) / "model.bin"
+        return resolve_path(base, params.model) / "model.bin"
 
     @classmethod
     def check_input(cls, params: StepParams, schema: pa.Schema, ctx: StepContext) -> None:
