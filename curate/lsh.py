@@ -15,19 +15,28 @@ and the banding:
   a fixed probe sequence. O(shingles + num_perm) per document, with the accuracy of k-permutation MinHash.
 - ``permutations``: classic MinHash, ``num_perm`` multiply-shift permutations ``(a*x + b) >> 32``, the minimum per
   document and permutation taken in one compiled loop over the shingles. O(shingles x num_perm).
+
+Every compiled loop has a NumPy twin that gives the same bits. A process uses the twins until it has handed them
+``KERNEL_MIN_BYTES`` of work, then the compiled loops: importing numba and initializing its compiler takes about
+0.9 s (see ``_load_kernels``), more than the twins spend on a small shard, so a run over a few documents never
+loads numba and a large run pays for it once.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import unicodedata
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate import lsh_kernels
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
 
 U64 = np.uint64
 _M1, _M2 = U64(0xFF51AFD7ED558CCD), U64(0xC4CEB9FE1A85EC53)
@@ -37,6 +46,65 @@ EMPTY = np.uint32(0xFFFFFFFF)
 _CJK = r"([\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303f}\x{ff00}-\x{ffef}])"
 _PUNCT = r"[\p{P}\p{S}]"
 TABLES_FILE = Path(__file__).parent / "data" / "shingle_tables.npz"
+WORD, SEP, OWN = 0, 1, 2
+"""code point classes of the compiled shingle pass: part of a word, separator, a word of its own (CJK)"""
+IDENTITY, EXACT = -1, -2
+"""fold rules of the compiled NFKC pass besides an expansion's index: left as it is; needs the exact path"""
+KERNEL_MIN_BYTES = 2 * 2**20
+"""work (text bytes, or 8 bytes a shingle hash) a process gives the NumPy twins before it loads the compiled
+loops. The twins shingle English web text at ~13 MB/s, the compiled loops at ~100 MB/s after ~0.9 s of numba
+start-up: 2 MB keeps a small shard's run under a second and costs a large run at most one batch on the twins."""
+
+
+class _Kernels:
+    """Which implementation runs: the compiled loops of ``lsh_kernels`` (imported on first use) or the NumPy
+    twins, by the work this process has done so far."""
+
+    def __init__(self) -> None:
+        self.numpy_bytes = 0
+        self.module: ModuleType | None = None
+
+    def get(self, work_bytes: int, compiled: bool | None = None) -> ModuleType | None:
+        """``lsh_kernels`` when ``compiled`` is True, or when it is None and they are loaded already or now worth
+        loading for ``work_bytes`` more work; None (the NumPy twins) otherwise."""
+        if compiled is False:
+            return None
+        if self.module is None and (compiled or self.numpy_bytes + work_bytes > KERNEL_MIN_BYTES):
+            self.module = _load_kernels()
+        if self.module is None:
+            self.numpy_bytes += work_bytes
+        return self.module
+
+
+kernels = _Kernels()
+
+
+class _NoSciPyLinalg:
+    """A meta path finder that answers ``import scipy.linalg`` with ModuleNotFoundError (see
+    :func:`_load_kernels`)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        if name == "scipy.linalg" or name.startswith("scipy.linalg."):
+            raise ModuleNotFoundError("not needed by curate's compiled loops", name=name)
+        return None
+
+
+def _load_kernels() -> ModuleType:
+    """``lsh_kernels``, imported and with numba's compiler initialized (its first call), in about 0.9 s instead of
+    1.3 s: that initialization imports SciPy's linear algebra only to learn whether jitted code may call BLAS
+    (``numba.np.linalg.ensure_blas``), which these loops never do, so here it finds no SciPy and numba's
+    linear-algebra support stays off in this process (where SciPy's linear algebra was imported already, it stays
+    on)."""
+    finder = _NoSciPyLinalg()
+    sys.meta_path.insert(0, finder)
+    try:
+        from curate import lsh_kernels
+
+        one = np.ones(1, dtype=np.int64)
+        lsh_kernels.copy_runs(np.zeros(1, np.uint32), one - 1, one, one - 1, np.zeros(1, np.uint32))
+    finally:
+        sys.meta_path.remove(finder)
+    return lsh_kernels
 
 
 def fmix64(h: np.ndarray) -> np.ndarray:
@@ -74,9 +142,9 @@ def derive_shingle_classes() -> np.ndarray:
     probe = pc.replace_substring_regex(pc.binary_join_element_wise("a", chars, "b", ""), _PUNCT, " ")
     sep = pc.list_value_length(pc.utf8_split_whitespace(probe)).to_numpy() != 1
     own = pc.match_substring_regex(chars, _CJK).to_numpy(zero_copy_only=False)
-    classes = np.full(0x110000, lsh_kernels.WORD, dtype=np.uint8)
-    classes[cps[own]] = lsh_kernels.OWN
-    classes[cps[sep]] = lsh_kernels.SEP
+    classes = np.full(0x110000, WORD, dtype=np.uint8)
+    classes[cps[own]] = OWN
+    classes[cps[sep]] = SEP
     return classes
 
 
@@ -98,13 +166,13 @@ def derive_fold_rules() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 seconds.add(pair[1])
     cps = [c for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000]
     folded = pc.utf8_lower(pc.utf8_normalize(pa.array([chr(c) for c in cps]), form="NFKC")).to_pylist()
-    rule = np.full(0x110000, lsh_kernels.IDENTITY, dtype=np.int32)
+    rule = np.full(0x110000, IDENTITY, dtype=np.int32)
     expansions: list[bytes] = []
     for c, f in zip(cps, folded):
         ch = chr(c)
         d = unicodedata.normalize("NFKD", ch)
         if unicodedata.category(ch) == "Cn" or not d or unicodedata.combining(d[0]) or d[0] in seconds:
-            rule[c] = lsh_kernels.EXACT
+            rule[c] = EXACT
         elif f != ch:
             rule[c] = len(expansions)
             expansions.append(f.encode("utf-8"))
@@ -133,7 +201,9 @@ def _fold(text: pa.Array) -> pa.Array:
     whose normalization depends on its neighbours (combining marks, jamo...) take the exact Arrow path."""
     t = shingle_tables()
     data, offsets = _utf8_buffers(text)
-    out, new_off, exact = lsh_kernels.fold_chars(data, offsets, t["rule"], t["exp_off"], t["exp_data"])
+    compiled = kernels.get(len(data), compiled=True)
+    assert compiled is not None
+    out, new_off, exact = compiled.fold_chars(data, offsets, t["rule"], t["exp_off"], t["exp_data"])
     folded = pa.Array.from_buffers(pa.large_string(), len(text), [None, pa.py_buffer(new_off), pa.py_buffer(out)])
     if exact.any():
         mask = pa.array(exact)
@@ -205,19 +275,45 @@ def _position_multipliers(n: int, seed: int) -> np.ndarray:
     return rng.integers(1, 2**63, size=n, dtype=np.int64).astype(U64) * U64(2) + U64(1)
 
 
-def shingle_hashes(text: pa.ChunkedArray | pa.Array, ngram: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def shingle_hashes(text: pa.ChunkedArray | pa.Array, ngram: int, seed: int = 0, compiled: bool | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of the word ``ngram``-shingles of each document, flattened, and per-document offsets into them.
 
     A document with fewer than ``ngram`` words (but at least one) has one shingle made of all its words; a document
-    with no words has none. Shingles are not deduplicated here (the minimum does not care)."""
+    with no words has none. Shingles are not deduplicated here (the minimum does not care). ``compiled``: True for
+    the compiled pass, False for the NumPy definition, None to let :data:`kernels` choose (the same bits)."""
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     if len(text) == 0:
         return np.zeros(0, U64), np.zeros(1, np.int64)
     if text.null_count:
         text = pc.fill_null(text, "")
+    k = kernels.get(text.nbytes, compiled)
+    if k is None:
+        return _shingle_hashes_numpy(text, ngram, seed)
     data, offsets = _utf8_buffers(_fold(text))
-    return lsh_kernels.shingle_hashes(data, offsets, shingle_tables()["classes"], _position_multipliers(ngram, seed))
+    return k.shingle_hashes(data, offsets, shingle_tables()["classes"], _position_multipliers(ngram, seed))
+
+
+def _shingle_hashes_numpy(text: pa.Array, ngram: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``shingle_hashes`` by its definition: ``normalize_for_shingles``, a whitespace split, ``word_hashes``, and
+    each n-gram's words weighted by position, summed and finalized; vectorized over all documents."""
+    normalized = normalize_for_shingles(text)
+    words = pc.utf8_split_whitespace(pc.if_else(pc.equal(normalized, ""), None, normalized))  # "" has no words
+    counts = pc.fill_null(pc.list_value_length(words), 0).to_numpy().astype(np.int64)
+    hashes = word_hashes(pc.list_flatten(words))
+    mult = _position_multipliers(ngram, seed)
+    per_doc = np.where(counts >= ngram, counts - ngram + 1, np.minimum(counts, 1))
+    offsets = np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64)
+    doc = np.repeat(np.arange(len(counts)), per_doc)
+    first = np.repeat(np.cumsum(counts) - counts, per_doc) + (np.arange(offsets[-1]) - offsets[:-1][doc])
+    width = np.minimum(counts, ngram)[doc].astype(U64)
+    acc = np.zeros(int(offsets[-1]), dtype=U64)
+    with np.errstate(over="ignore"):
+        for k in range(ngram):
+            use = np.uint64(k) < width
+            acc[use] += hashes[first[use] + k] * mult[k]
+    return fmix64(acc ^ width), offsets
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,12 +323,33 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def oph_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+def oph_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int,
+                   compiled: bool | None = None) -> np.ndarray:
     """One-permutation hashing with optimal densification: uint32 signature rows; rows of documents without
     shingles are all ``EMPTY``. An empty bin borrows the value of the first filled bin on its fixed random probe
-    sequence (the same for every document, from ``seed``)."""
-    return lsh_kernels.oph_signatures(hashes, offsets.astype(np.int64), num_perm,
-                                      U64(seed & 0xFFFFFFFFFFFFFFFF), _densify_probes(num_perm, seed), EMPTY)
+    sequence (the same for every document, from ``seed``). ``compiled`` as for :func:`shingle_hashes`."""
+    offsets, probes, seed64 = offsets.astype(np.int64), _densify_probes(num_perm, seed), U64(seed & 0xFFFFFFFFFFFFFFFF)
+    k = kernels.get(hashes.nbytes, compiled)
+    if k is not None:
+        return k.oph_signatures(hashes, offsets, num_perm, seed64, probes, EMPTY)
+    n_docs = len(offsets) - 1
+    doc = np.repeat(np.arange(n_docs), np.diff(offsets))
+    m = fmix64(hashes ^ seed64)
+    cell = doc * num_perm + (((m >> U64(32)) * U64(num_perm)) >> U64(32)).astype(np.int64)
+    sig = np.full(n_docs * num_perm, EMPTY, dtype=np.uint32)
+    np.minimum.at(sig, cell, (m & U64(0xFFFFFFFF)).astype(np.uint32))
+    filled = np.zeros(n_docs * num_perm, dtype=bool)
+    filled[cell] = True
+    sig, filled = sig.reshape(n_docs, num_perm), filled.reshape(n_docs, num_perm)
+    source = sig.copy()
+    d, c = np.nonzero(~filled & (np.diff(offsets) > 0)[:, None])
+    attempt = 0
+    while len(d):  # every row with a shingle has a filled bin, and the fallback probes visit them all
+        t = probes[attempt, c] if attempt < len(probes) else (c + attempt + 1) % num_perm
+        hit = filled[d, t]
+        sig[d[hit], c[hit]] = source[d[hit], t[hit]]
+        d, c, attempt = d[~hit], c[~hit], attempt + 1
+    return sig
 
 
 @functools.cache
@@ -243,10 +360,22 @@ def _densify_probes(num_perm: int, seed: int) -> np.ndarray:
     return probes
 
 
-def signatures(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def signatures(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
+               compiled: bool | None = None) -> np.ndarray:
     """k-permutation MinHash signature (uint32, one row per document) from flattened shingle hashes; rows of
-    documents without shingles are all ``EMPTY``."""
-    return lsh_kernels.kperm_signatures(hashes, offsets.astype(np.int64), a, b, EMPTY)
+    documents without shingles are all ``EMPTY``. ``compiled`` as for :func:`shingle_hashes`."""
+    offsets = offsets.astype(np.int64)
+    k = kernels.get(hashes.nbytes * len(a) // 8, compiled)
+    if k is not None:
+        return k.kperm_signatures(hashes, offsets, a, b, EMPTY)
+    sig = np.full((len(offsets) - 1, len(a)), EMPTY, dtype=np.uint32)
+    has = np.flatnonzero(np.diff(offsets) > 0)
+    if len(has):
+        with np.errstate(over="ignore"):
+            for j in range(len(a)):
+                low = np.minimum.reduceat(hashes * a[j] + b[j], offsets[has])
+                sig[has, j] = (low >> U64(32)).astype(np.uint32)
+    return sig
 
 
 def _fp_fn(threshold: float, b: int, r: int) -> tuple[float, float]:
@@ -258,6 +387,7 @@ def _fp_fn(threshold: float, b: int, r: int) -> tuple[float, float]:
     return float(fp), float(fn)
 
 
+@functools.cache
 def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) minimizing the weighted false positive and negative areas, as datasketch's MinHashLSH does."""
     best, opt = float("inf"), (1, num_perm)
@@ -270,16 +400,19 @@ def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_we
     return opt
 
 
+@functools.cache
 def recall_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple[int, int]:
     """(bands, rows) for an LSH whose candidates are verified exactly: false positives only cost a check, so pick
     the banding that finds a pair of Jaccard ``threshold`` with probability >= ``recall`` while producing the
     fewest candidates below the threshold (the smallest false-positive area)."""
+    xs = np.linspace(0.0, 1.0, 2001)
+    below = xs[xs <= threshold]  # only the false-positive area is needed: computed as _fp_fn does, on half the grid
     best, opt = float("inf"), None
     for b in range(1, num_perm + 1):
         for r in range(1, num_perm // b + 1):
             if 1.0 - (1.0 - threshold ** r) ** b < recall:
                 continue
-            fp, _ = _fp_fn(threshold, b, r)
+            fp = float(np.trapezoid(1.0 - (1.0 - below ** r) ** b, below)) if len(below) > 1 else 0.0
             if fp < best:
                 best, opt = fp, (b, r)
     return opt or (num_perm, 1)
@@ -297,16 +430,39 @@ def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int) -> np.ndarray:
     return keys
 
 
-def jaccard_pairs(a: np.ndarray, a_len: np.ndarray, b: np.ndarray, b_len: np.ndarray) -> np.ndarray:
+def jaccard_pairs(a: np.ndarray, a_len: np.ndarray, b: np.ndarray, b_len: np.ndarray,
+                  compiled: bool | None = None) -> np.ndarray:
     """Exact Jaccard of many pairs of sets at once. Pair ``i`` compares the ``a_len[i]`` values of ``a`` (and of
-    ``b``) that follow the previous pairs'; each set is sorted, unique, uint32. One compiled linear merge per pair."""
+    ``b``) that follow the previous pairs'; each set is sorted, unique, uint32. One compiled linear merge per pair
+    (``compiled`` as for :func:`shingle_hashes`; the NumPy twin sorts the pairs' values together)."""
     n = len(a_len)
     if n == 0:
         return np.zeros(0, dtype=np.float64)
     a_len, b_len = a_len.astype(np.int64), b_len.astype(np.int64)
-    inter = lsh_kernels.intersections(a, a_len, b, b_len)
+    k = kernels.get(a.nbytes + b.nbytes, compiled)
+    if k is not None:
+        inter = k.intersections(a, a_len, b, b_len)
+    else:  # a value in both sets of a pair meets itself once in the pair's sorted union
+        keys = np.concatenate([(np.repeat(np.arange(n, dtype=U64), a_len) << U64(32)) | a.astype(U64),
+                               (np.repeat(np.arange(n, dtype=U64), b_len) << U64(32)) | b.astype(U64)])
+        keys.sort()
+        both = keys[1:][keys[1:] == keys[:-1]]
+        inter = np.bincount((both >> U64(32)).astype(np.int64), minlength=n)
     union = a_len + b_len - inter
     return np.divide(inter, union, out=np.zeros(n, dtype=np.float64), where=union > 0)
+
+
+def copy_runs(src: np.ndarray, begin: np.ndarray, length: np.ndarray, dest: np.ndarray, out: np.ndarray,
+              compiled: bool | None = None) -> None:
+    """``out[dest[i]:dest[i] + length[i]] = src[begin[i]:begin[i] + length[i]]`` for each ``i`` (int64 index
+    arrays); ``compiled`` as for :func:`shingle_hashes`."""
+    total = int(length.sum())
+    k = kernels.get(total * src.itemsize, compiled)
+    if k is not None:
+        k.copy_runs(src, begin, length, dest, out)
+        return
+    within = np.arange(total) - np.repeat(np.cumsum(length) - length, length)
+    out[np.repeat(dest, length) + within] = src[np.repeat(begin, length) + within]
 
 
 def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ gathers of exact verification.
 They compute exactly what the Arrow/NumPy definitions in ``lsh`` define (``normalize_for_shingles`` -> whitespace
 split -> ``word_hashes`` -> weighted n-gram sums), without materializing the normalized text, the word list or
 the dictionary of distinct words: per byte, one table lookup and one multiply-add. Compiled once per machine
-(``cache=True`` keeps the machine code beside this file, or in ``NUMBA_CACHE_DIR``).
+(``cache=True`` keeps the machine code beside this file, or in ``NUMBA_CACHE_DIR``). Imported by ``lsh`` only
+when a process has enough work for them: importing numba and initializing its compiler takes about 0.9 s.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-WORD, SEP, OWN = 0, 1, 2  # code point classes: part of a word, separator, a word of its own (CJK characters)
+from curate.lsh import EXACT, IDENTITY, OWN, WORD
 
 _M1, _M2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
 _BASE = np.uint64(0x100000001B3)
@@ -113,9 +114,6 @@ def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, m
             n_out += 1
         sh_off[d + 1] = n_out
     return out[:n_out].copy(), sh_off
-
-
-IDENTITY, EXACT = -1, -2  # fold rules besides an expansion's index
 
 
 @njit(cache=True, nogil=True)

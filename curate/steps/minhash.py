@@ -29,12 +29,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from curate import integrity, lsh, lsh_kernels
+from curate import integrity, lsh
 from curate.arrow_io import AtomicIPCWriter, read_ipc
 from curate.layout import write_json_atomic
 from curate.steps.base import Decisions, GlobalStep, SideStore, StepContext, StepParams
 from mixlab.errors import MixlabError, RunError
 from mixlab.logs import log
+from mixlab.paths import resolve_path
 
 INDEX_DIR = Path("index") / "minhash"
 INDEX_FILES = ("params.json", "bands.arrow", "docs.arrow")
@@ -47,8 +48,7 @@ INDEX_BANDS_SCHEMA = pa.schema([("band_key", pa.uint64()), ("band", pa.uint16())
 
 def corpus_dir(base: Path, corpus: str) -> Path:
     """The output directory ``corpus`` of ``against``, relative to the recipe's directory ``base``."""
-    p = Path(corpus).expanduser()
-    return p if p.is_absolute() else base / p
+    return resolve_path(base, corpus)
 
 
 def index_dir(base: Path, corpus: str) -> Path:
@@ -394,7 +394,7 @@ class _ShingleSets:
         out = np.empty(int(length.sum()), dtype=np.uint32)
         dest = np.cumsum(length) - length
         for c, sel in _groups(chunk):
-            lsh_kernels.copy_runs(self.chunks[c][1], begin[sel], length[sel], dest[sel], out)
+            lsh.copy_runs(self.chunks[c][1], begin[sel], length[sel], dest[sel], out)
         return out, length
 
 
