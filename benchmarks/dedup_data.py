@@ -469,13 +469,13 @@ class ToolResult:
 
 
 def write_recipe(path: Path, data: Path, out: Path, params: dict[str, Any], workers: int,
-                 source: dict[str, Any] | None = None) -> Path:
-    """A recipe with one jsonl source (``id`` field) and ``minhash_dedup`` only."""
+                 source: dict[str, Any] | None = None, output: dict[str, Any] | None = None) -> Path:
+    """A recipe with one jsonl source (``id`` field) and ``minhash_dedup`` only; ``output``: more ``output`` keys."""
     import yaml
 
     spec = {"name": "minhash-bench", "seed": 1234,
             "sources": [{"path": str(data), "format": "jsonl", "domain": "web", "id_field": "id", **(source or {})}],
-            "steps": [{"minhash_dedup": params}], "output": {"dir": str(out)},
+            "steps": [{"minhash_dedup": params}], "output": {"dir": str(out), **(output or {})},
             "executor": {"workers": workers}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")

@@ -10,8 +10,8 @@ each run a fresh ``python -m curate.cli run RECIPE -q --output NEW_DIR`` process
 
 * warm: ``--runs`` processes one after another (bytecode and caches in place); wall seconds (from process start to
   exit) and CPU seconds (user + system of the process), median and best;
-* warm without card figures: the same with matplotlib made unimportable (the card is then written without its
-  figures, as on an install without matplotlib): what the figures cost;
+* warm with card figures: the same with ``output.card_plots: true`` (by default, ``auto``, a run that read fewer
+  than 1,000 documents writes its card without figures): what the figures cost;
 * cold: the first run of a fresh copy of ``curate/`` and ``mixlab/`` (no ``__pycache__``: Python compiles them)
   with an empty ``NUMBA_CACHE_DIR``: what a user meets once after installing or changing the code; median and
   best of ``--cold-runs`` copies;
@@ -43,6 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -81,24 +82,19 @@ class Breakdown:
     profile_total: float = 0.0
 
 
-def write_recipe(where: Path, steps: list[str]) -> Path:
-    """A recipe reading one jsonl document with ``steps``."""
+def write_recipe(where: Path, steps: list[str], name: str = "recipe.yaml", **output: Any) -> Path:
+    """A recipe ``where/name`` reading one jsonl document with ``steps``; ``output``: more ``output`` keys."""
     where.mkdir(parents=True, exist_ok=True)
     (where / "doc.jsonl").write_text(json.dumps({"text": DOCUMENT}) + "\n", encoding="utf-8")
-    recipe = where / "recipe.yaml"
+    recipe = where / name
     recipe.write_text(json.dumps({"name": "startup", "sources": [{"path": "doc.jsonl", "domain": "web"}],
-                                  "steps": steps, "output": {"dir": "out"}}), encoding="utf-8")
+                                  "steps": steps, "output": {"dir": "out", **output}}), encoding="utf-8")
     return recipe
 
 
 SHOW_HEAVY = (f"import atexit, sys; atexit.register(lambda: print(','.join(m for m in {HEAVY!r} if m in sys.modules)))"
               "; from curate.cli import main; sys.exit(main())")
 """``python -c`` code that runs ``curate`` as its console script does and prints the HEAVY libraries it imported"""
-NO_FIGURES = ("import sys\nclass NoMatplotlib:\n    def find_spec(self, name, path=None, target=None):\n"
-              "        if name.split('.')[0] == 'matplotlib':\n"
-              "            raise ModuleNotFoundError('benchmarks/startup.py: no card figures', name=name)\n"
-              "sys.meta_path.insert(0, NoMatplotlib())\nfrom curate.cli import main\nsys.exit(main())")
-"""``python -c`` code that runs ``curate`` with matplotlib unimportable (a card without figures)"""
 
 
 def run_once(recipe: Path, out: Path, env: dict[str, str] | None = None, python_flags: list[str] | None = None,
@@ -180,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: warm-up run, {args.runs} warm, {args.cold_runs} cold ...", flush=True)
             run_once(recipe, work / "out-warmup")
             warm = [run_once(recipe, work / f"out-{i}") for i in range(args.runs)]
-            bare = [run_once(recipe, work / f"out-bare-{i}", python_flags=["-c", NO_FIGURES])
-                    for i in range(args.runs)]
+            plotted = write_recipe(work, steps, "recipe-plots.yaml", card_plots=True)
+            bare = [run_once(plotted, work / f"out-plots-{i}") for i in range(args.runs)]
             colds = [cold(recipe, work / f"cold-{i}") for i in range(args.cold_runs)]
             b = breakdown(recipe, work)
             rows.append([name, ", ".join(steps), _spread([t.wall for t in warm]), _spread([t.cpu for t in warm]),
@@ -196,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         "One English document (~90 words, kept by every step), `python -m curate.cli run RECIPE -q --output NEW_DIR`, "
         "one process per run. Seconds: median (best) over the runs; CPU = user + system of the process. Cold = "
         "the first run of a fresh copy of `curate/` and `mixlab/` (Python compiles them) with an empty "
-        "`NUMBA_CACHE_DIR`. Without card figures = matplotlib made unimportable, so the card is written without "
-        "its figures.",
-        markdown(["recipe", "steps", "warm wall s", "warm CPU s", "without card figures: wall s", "CPU s",
+        "`NUMBA_CACHE_DIR`. The runs write the data card without figures (`output.card_plots: auto` below 1,000 "
+        "documents read); with card figures = `output.card_plots: true`.",
+        markdown(["recipe", "steps", "warm wall s", "warm CPU s", "with card figures: wall s", "CPU s",
                   "cold wall s", "cold CPU s", "other cores busy (median)"], [[str(c) for c in r] for r in rows],
                  "ll-------"),
         "\n".join(notes)])

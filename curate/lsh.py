@@ -19,13 +19,16 @@ and the banding:
 Every compiled loop has a NumPy twin that gives the same bits. A process uses the twins until it has handed them
 ``KERNEL_MIN_BYTES`` of work, then the compiled loops: importing numba and initializing its compiler takes about
 0.9 s (see ``_load_kernels``), more than the twins spend on a small shard, so a run over a few documents never
-loads numba and a large run pays for it once.
+loads numba and a large run pays for it once (a map task over a larger input starts that load in a thread while
+it reads, ``kernels.preload``).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import threading
 import unicodedata
 from pathlib import Path
 from types import ModuleType
@@ -57,34 +60,72 @@ start-up: 2 MB keeps a small shard's run under a second and costs a large run at
 
 
 class _Kernels:
-    """Which implementation runs: the compiled loops of ``lsh_kernels`` (imported on first use) or the NumPy
-    twins, by the work this process has done so far."""
+    """Which implementation runs: the compiled loops of ``lsh_kernels`` (imported on first use, or loaded ahead in
+    a thread by :meth:`preload`) or the NumPy twins, by the work this process has done so far."""
 
     def __init__(self) -> None:
         self.numpy_bytes = 0
         self.module: ModuleType | None = None
+        self._loader: threading.Thread | None = None
+        self._loaded: list[ModuleType] = []
+        self._error: list[BaseException] = []
+
+    def preload(self) -> None:
+        """Start loading the compiled loops in a background thread (once per process), so that numba's start
+        overlaps work that releases the GIL, such as Arrow reading JSON; the first :meth:`get` that needs them
+        waits for it. Call it when this process is about to do more than ``KERNEL_MIN_BYTES`` of work."""
+        if self.module is not None or self._loader is not None:
+            return
+
+        def load() -> None:
+            try:
+                self._loaded.append(_load_kernels())
+            except BaseException as e:  # raised again in the thread that needs the loops
+                self._error.append(e)
+
+        self._loader = threading.Thread(target=load, name="curate-lsh-kernels", daemon=True)
+        self._loader.start()
+
+    def _wait(self) -> ModuleType:
+        if self._loader is None:
+            return _load_kernels()
+        self._loader.join()
+        if self._error:
+            raise self._error[0]
+        return self._loaded[0]
 
     def get(self, work_bytes: int, compiled: bool | None = None) -> ModuleType | None:
-        """``lsh_kernels`` when ``compiled`` is True, or when it is None and they are loaded already or now worth
-        loading for ``work_bytes`` more work; None (the NumPy twins) otherwise."""
+        """``lsh_kernels`` when ``compiled`` is True, or when it is None and they are loaded already (or loading)
+        or now worth loading for ``work_bytes`` more work; None (the NumPy twins) otherwise."""
         if compiled is False:
             return None
-        if self.module is None and (compiled or self.numpy_bytes + work_bytes > KERNEL_MIN_BYTES):
-            self.module = _load_kernels()
+        if self.module is None and (compiled or self._loader is not None
+                                    or self.numpy_bytes + work_bytes > KERNEL_MIN_BYTES):
+            self.module = self._wait()
         if self.module is None:
             self.numpy_bytes += work_bytes
         return self.module
 
+    def settle(self) -> None:
+        """Wait for a :meth:`preload` still under way (before this process forks: a child must not inherit an
+        import half done)."""
+        if self._loader is not None:
+            self._loader.join()
+
 
 kernels = _Kernels()
+os.register_at_fork(before=kernels.settle)
 
 
 class _NoSciPyLinalg:
-    """A meta path finder that answers ``import scipy.linalg`` with ModuleNotFoundError (see
-    :func:`_load_kernels`)."""
+    """A meta path finder that answers ``import scipy.linalg`` with ModuleNotFoundError in the thread that
+    installed it (see :func:`_load_kernels`); other threads import SciPy as usual."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
-        if name == "scipy.linalg" or name.startswith("scipy.linalg."):
+        if threading.get_ident() == self.thread and (name == "scipy.linalg" or name.startswith("scipy.linalg.")):
             raise ModuleNotFoundError("not needed by curate's compiled loops", name=name)
         return None
 

@@ -39,6 +39,9 @@ class Source(Strict):
     text_field: str = Field(default="text", description="the JSON key or Parquet column holding the text")
     id_field: str | None = Field(default=None, description="the key or column of a stable id; default: "
                                  "<file>:<line or row>, or the file for txt")
+    url_field: str | None = Field(default=None, description="jsonl, json, parquet: the key or column holding the "
+                                  "page's URL, copied into column url for url_filter (C4 and RefinedWeb carry url); "
+                                  "a record without a string there has a null url")
     max_doc_bytes: int = Field(default=16 * 2**20, gt=0, description="larger documents are removed at step read "
                                "(reason too_large)")
     on_error: Literal["record", "fail"] = Field(
@@ -93,6 +96,18 @@ class Source(Strict):
         if self.format in ("warc", "wet") and (self.text_field != "text" or self.id_field is not None):
             raise ValueError(f"text_field and id_field do not apply to format {self.format}: the text is the page's "
                              "main text and the id <file>:<record offset> (the record id is column warc_record_id)")
+        if self.format not in (None, "warc") and "extractor" in self.model_fields_set:
+            raise ValueError(f"extractor applies to format warc only (the main text of HTML pages), not to "
+                             f"format {self.format}")
+        if self.url_field is not None:
+            if self.format in ("warc", "wet"):
+                raise ValueError(f"url_field does not apply to format {self.format}: it writes column url "
+                                 "(WARC-Target-URI) itself")
+            if self.format in ("txt", "lines"):
+                raise ValueError(f"url_field applies to records with fields (jsonl, json, parquet), not to "
+                                 f"format {self.format}")
+            if self.url_field == self.text_field:
+                raise ValueError(f"url_field {self.url_field!r} is the text_field")
         return self
 
     @field_validator("path")
@@ -120,6 +135,9 @@ class Output(Strict):
                                                                   description="the Parquet shards' codec")
     keep_removed: Literal["all", "none"] | KeepRemoved = Field(
         default="all", description="removed documents saved under removed/<step>/: all, none or \"sample N\"")
+    card_plots: Literal["auto"] | bool = Field(
+        default="auto", description="draw the data card's figures: auto (when the run read at least 1,000 "
+        "documents), true or false; `curate card OUT` always draws them")
 
     @field_validator("keep_removed", mode="before")
     @classmethod
@@ -157,8 +175,8 @@ class Executor(Strict):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0, description="worker processes; default: "
                          "the number of CPUs (at most 4 per CPU)")
     partitions: int | None = Field(default=None, gt=0, le=4096, description="shuffle partitions of a global "
-                                   "step; default: one per GiB of input (compressed files count 4 x their size), "
-                                   "at least 16")
+                                   "step; default: one per 64 MiB of input up to 16, then one per GiB, at most "
+                                   "4096 (compressed files count 4 x their size)")
     batch_size: int = Field(default=1000, gt=0, description="documents per Arrow batch")
     work_compression: Literal["none", "lz4", "zstd"] = Field(
         default="none", description="codec of the temporary Arrow IPC files in OUT/.work: none is fastest; lz4 "
@@ -253,6 +271,9 @@ class StepSpec:
 class Recipe:
     """A validated recipe with resolved input files; what every executor receives."""
 
+    partitions_given = True
+    """Whether ``executor.partitions`` came from the recipe (else from :func:`default_partitions`)."""
+
     def __init__(self, model: RecipeModel, steps: list[StepSpec], files: list[list[Path]], base: Path) -> None:
         self.model, self.steps, self.files, self.base = model, steps, files, base
 
@@ -271,7 +292,12 @@ class Recipe:
         for key in RAY_ONLY:  # where tasks run does not change what they write
             data["executor"].pop(key, None)
         data["executor"]["type"] = "local"  # as hashed before the ray executor: a local run resumes on Ray
+        data["executor"].pop("partitions", None)  # the output does not depend on it; a resume keeps its own count
+        for source in data["sources"]:
+            if source.get("url_field") is None:
+                source.pop("url_field", None)  # hashed as before the option existed
         data["output"].pop("dir", None)
+        data["output"].pop("card_plots", None)  # the card is a view of the corpus, not in its checksums
         data["steps"] = [{"name": s.name, "params": s.params.model_dump(mode="json")} for s in self.steps]
         data["files"] = [[self.source_name(p) for p in fs] for fs in self.files]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
@@ -482,18 +508,22 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             except ValueError as e:  # pydantic's ValidationError: the inferred format does not fit another key
                 raise ConfigError(f"sources[{i}]: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
         files.append(found)
-    if model.executor.partitions is None:
+    given = model.executor.partitions is not None
+    if not given:
         model.executor.partitions = default_partitions([f for fs in files for f in fs])
-    return Recipe(model, steps, files, base)
+    recipe = Recipe(model, steps, files, base)
+    recipe.partitions_given = given
+    return recipe
 
 
 def default_partitions(files: list[Path]) -> int:
-    """Shuffle partitions for these input files: one per GiB of text, the size of a gzip, zstd or Parquet file
-    counted 4 times (a typical compression ratio of text), at least 16 (as many as a machine or two has cores),
-    at most 4096. A reduce task then holds about 0.1 GiB of MinHash keys (the largest shuffle, ~0.09 x the
-    input; see the README's plan of a run on a cluster)."""
+    """Shuffle partitions for these input files, from their size (a gzip, zstd or Parquet file counted 4 times, a
+    typical compression ratio of text): one per 64 MiB up to 16 (1 GiB), then one per GiB, at most 4096. A small
+    input thus gets one partition (each shuffle phase a single task, no worker pool to start), 1-16 GiB as many as
+    a machine or two has cores, and a reduce task of a large input holds about 0.1 GiB of MinHash keys (the largest
+    shuffle, ~0.09 x the input; see the README's plan of a run on a cluster)."""
     size = sum(f.stat().st_size * (COMPRESSED_RATIO if f.name.endswith(COMPRESSED) else 1) for f in files)
-    return max(16, min(4096, -(-size // 2**30)))
+    return max(1, min(16, -(-size // 2**26)), min(4096, -(-size // 2**30)))
 
 
 def check_output(recipe: Recipe, root: Path) -> None:

@@ -99,6 +99,8 @@ def run(recipe: Recipe, root: Path, workers: int, fresh: bool = False, keep_work
     unfinished run is resumed only when its input files match the fingerprints recorded when it started
     (ConfigError naming the changed files otherwise), and its finished tasks are reused only when the files they
     wrote still match their checksums (the others run again)."""
+    if not fresh:
+        _keep_partitions(recipe, Layout(root))
     plan = build_plan(recipe)
     try:
         state = prepare_output(recipe, root, fresh)
@@ -133,6 +135,26 @@ def run(recipe: Recipe, root: Path, workers: int, fresh: bool = False, keep_work
         handler.close()
 
 
+def _keep_partitions(recipe: Recipe, lay: Layout) -> None:
+    """An unfinished run's shuffle files are cut into the partitions it started with: resume with that count
+    (the default depends on the input size and on the mixlab version; the output does not). ConfigError when the
+    recipe sets another count explicitly."""
+    if lay.manifest.exists():
+        return
+    try:
+        saved = read_json(lay.state / "recipe.json")["recipe"]["executor"]["partitions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    current = recipe.model.executor.partitions
+    if not isinstance(saved, int) or saved == current:
+        return
+    if recipe.partitions_given:
+        raise ConfigError(f"executor.partitions: the unfinished run in {lay.root} shuffles into {saved} partitions, "
+                          f"not {current}; resume with executor.partitions={saved}, or pass --fresh")
+    log.info(f"resuming with the {saved} shuffle partitions the unfinished run started with")
+    recipe.model.executor.partitions = saved
+
+
 def _input_names(recipe: Recipe) -> dict[str, Path]:
     return {recipe.source_name(f): f for files in recipe.files for f in files}
 
@@ -164,14 +186,15 @@ def _refuse_changed_file_list(recipe: Recipe, lay: Layout) -> None:
 
 def _run(plan: Plan, lay: Layout, state: str, workers: int, keep_work: bool) -> dict[str, Any]:
     root, recipe = lay.root, plan.recipe
+    started = time.time()
+    files, units, steps = sum(len(u.files) for u in plan.units), len(plan.units), len(recipe.steps)
+    log.info(f"curate run {recipe.name}: {files} file{'s' * (files != 1)} in {units} unit{'s' * (units != 1)}, "
+             f"{steps} step{'s' * (steps != 1)}, {workers} worker{'s' * (workers != 1)} -> {root}")
     if state == "resume":
         again = reuse.invalidate_damaged(lay, plan)
         done = len(list(lay.state.rglob("*.done")))
-        log.info(f"resuming {root}: {done} tasks already done" +
+        log.info(f"resuming {root}: {done} task{'s' * (done != 1)} already done" +
                  (f", {len(again)} finished tasks run again (their files were damaged or deleted)" if again else ""))
-    started = time.time()
-    log.info(f"curate run {recipe.name}: {sum(len(u.files) for u in plan.units)} files in {len(plan.units)} units, "
-             f"{len(recipe.steps)} steps, {workers} workers -> {root}")
     with _executor(plan, root, workers) as ex:
         for seg in plan.segments:
             for phase in tasks.segment_phases(plan, seg):
@@ -281,7 +304,7 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     }
     if "langid" in collected["steps"]:
         manifest["languages"] = languages.keep_rates(lay.root, per_domain, collected["steps"]["langid"]["notes"])
-    card.write_card(lay.root, manifest)
+    card.write_card(lay.root, manifest, plots=recipe.model.output.card_plots)
     write_text_atomic(lay.manifest, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
@@ -296,7 +319,7 @@ def _learned_mixture(recipe: Recipe, lay: Layout, manifest: dict[str, Any]) -> d
     manifest = {**manifest, "mixture": mixture["weights"],
                 "files": sorted([*manifest["files"], *integrity.file_entries(lay.root, [lay.mixture])],
                                 key=lambda f: f["path"])}
-    card.write_card(lay.root, manifest)
+    card.write_card(lay.root, manifest, plots=recipe.model.output.card_plots)
     write_text_atomic(lay.manifest, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 

@@ -533,6 +533,10 @@ def run_map(w: Worker, seg: Segment, unit_index: int) -> None:
     stats = {READ_STEP: _StepStats()} if seg.index == 0 else {}
     stats.update({spec.name: _StepStats() for spec in seg.steps})
     counters = {"read": 0, "errored": 0, "kept": 0}
+    if out.key_step is not None:
+        inputs = w.plan.units[unit_index].files if seg.index == 0 else \
+            [w.layout.segment_out(seg.index - 1, unit_index)]
+        out.key_step.prepare(sum(f.stat().st_size for f in inputs))
     for batch in _input_batches(w, seg, unit_index, out, counters, stats.get(READ_STEP)):
         for spec in seg.steps:
             batch, why = _run_step(w, spec, batch, stats[spec.name], apply_global=(spec is seg.apply))

@@ -155,7 +155,7 @@ def test_address_without_the_ray_executor_is_refused(tmp_path: Path, capsys: pyt
     assert err.strip() == "curate: error: --address: only with --executor ray (or executor.type: ray in the recipe)"
 
 
-def test_partitions_default_to_one_per_gib_of_input_at_least_16(tmp_path: Path) -> None:
+def test_partitions_default_to_one_per_64_mib_of_input_up_to_16_then_one_per_gib(tmp_path: Path) -> None:
     from curate.recipe import default_partitions
 
     def sized(name: str, size: int) -> Path:
@@ -164,21 +164,21 @@ def test_partitions_default_to_one_per_gib_of_input_at_least_16(tmp_path: Path) 
             f.truncate(size)  # sparse: no disk used
         return path
 
-    assert default_partitions([sized("small.jsonl", 2**20)]) == 16
+    assert default_partitions([sized("small.jsonl", 2**20)]) == 1
+    assert default_partitions([sized("mid.jsonl", 100 * 2**20)]) == 2
+    assert default_partitions([sized("mid.jsonl.zst", 100 * 2**20)]) == 7  # compressed counts 4 x
+    assert default_partitions([sized("gib.jsonl", 16 * 2**30)]) == 16
     assert default_partitions([sized("big.jsonl", 40 * 2**30 + 1)]) == 41
     assert default_partitions([sized("big.jsonl.gz", 10 * 2**30)]) == 40  # compressed counts 4 x
     assert default_partitions([sized("huge.jsonl", 5000 * 2**30)]) == 4096
 
 
-def test_an_explicit_partition_count_keeps_its_recipe_hash(tmp_path: Path) -> None:
-    from curate.recipe import load_recipe
-    from tests.conftest import small_recipe, write_inputs
+def test_an_address_with_nothing_listening_is_refused_at_once_naming_it() -> None:
+    from curate.executors.ray import _probe_address
+    from mixlab.errors import ConfigError
 
-    write_inputs(tmp_path)
-    recipe = small_recipe(tmp_path, {"path": "a.jsonl"})
-    assert load_recipe(recipe).model.executor.partitions == 16
-    assert load_recipe(recipe, ["executor.partitions=16"]).hash() == load_recipe(recipe).hash()
-    assert load_recipe(recipe, ["executor.partitions=7"]).hash() != load_recipe(recipe).hash()
+    with pytest.raises(ConfigError, match=r"executor.address: nothing answers at 127.0.0.1:1 "):
+        _probe_address("127.0.0.1:1", timeout=2)
 
 
 def test_a_node_names_the_inputs_and_output_it_does_not_see_as_the_driver_does(tmp_path: Path) -> None:

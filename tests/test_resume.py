@@ -19,7 +19,7 @@ from tests.conftest import QUICKSTART, ROOT, quickstart_overrides
 @pytest.fixture(autouse=True)
 def _lm(quickstart_lm: Path) -> None:
     global LM_OVERRIDES
-    LM_OVERRIDES = quickstart_overrides(quickstart_lm)
+    LM_OVERRIDES = [*quickstart_overrides(quickstart_lm), "executor.partitions=16"]  # tasks for every kill point
 
 
 LM_OVERRIDES: list[str] = []

@@ -153,3 +153,34 @@ def test_loading_the_compiled_loops_skips_scipy_linear_algebra() -> None:
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
 
     assert r.stdout.strip() == "False"
+
+
+def test_preloaded_compiled_loops_serve_the_next_call_whatever_its_size() -> None:
+    gate = lsh._Kernels()
+
+    gate.preload()
+
+    assert gate.get(1) is not None and gate.get(1, compiled=False) is None
+
+
+def test_a_minhash_map_task_preloads_the_compiled_loops_only_for_more_than_kernel_min_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from curate.steps.base import StepContext
+    from curate.steps.minhash import MinhashDedup, MinhashParams
+
+    step = MinhashDedup(MinhashParams(), StepContext(seed=0, partitions=1))
+    monkeypatch.setattr(lsh, "kernels", lsh._Kernels())
+    step.prepare(lsh.KERNEL_MIN_BYTES)
+    assert lsh.kernels._loader is None
+    step.prepare(lsh.KERNEL_MIN_BYTES + 1)
+    assert lsh.kernels._loader is not None
+    lsh.kernels.settle()
+
+
+def test_the_loader_thread_blocks_scipy_linear_algebra_only_for_itself() -> None:
+    code = ("import sys, threading; from curate import lsh; f = lsh._NoSciPyLinalg(); sys.meta_path.insert(0, f); "
+            "t = threading.Thread(target=lambda: print(f.find_spec('scipy.linalg'))); t.start(); t.join()")
+
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert r.stdout.strip() == "None"

@@ -145,6 +145,10 @@ class GlobalStep(Step):
     has_combine: ClassVar[bool] = False
     """True when the partitions' reductions need one more whole-corpus pass (``combine``) before ``apply``."""
 
+    def prepare(self, input_bytes: int) -> None:
+        """Called by a map task before it hands ``keys`` about ``input_bytes`` of documents (the size of its input
+        files), e.g. to start loading compiled code in the background; by default nothing."""
+
     def keys(self, batch: pa.Table) -> tuple[pa.Table, pa.Table | None]:
         """Key rows for the shuffle, and side rows (one per document, in order) or None.
 

@@ -199,6 +199,10 @@ class MinhashDedup(GlobalStep):
             if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
                 raise ValueError(f"quality_column {p.quality_column!r} is {t}, not a number")
 
+    def prepare(self, input_bytes: int) -> None:
+        if input_bytes > lsh.KERNEL_MIN_BYTES:
+            lsh.kernels.preload()
+
     def keys(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
         p: MinhashParams = self.params
         hashes, offsets = lsh.shingle_hashes(batch["text"], p.ngram, self.seed)
