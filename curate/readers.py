@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from curate.recipe import Source, infer_format
-from curate.warc import WEB_COLUMNS, WEB_FORMATS, WarcFileError, WebError, read_records
+from curate.warc import WEB_COLUMNS, WEB_FORMATS, RecordTally, WarcFileError, WebError, read_records
 from mixlab.errors import ConfigError, RunError
 from mixlab.logs import log
 
@@ -89,12 +89,16 @@ class Unit:
 
 def doc_schema(sources: list[Source]) -> pa.Schema:
     """The columns of the documents the readers deliver for a recipe with ``sources``: :data:`DOC_SCHEMA`, with
-    the web columns of :data:`curate.warc.WEB_COLUMNS` after ``source`` when a source is ``warc`` or ``wet``
-    (null for the documents of other sources)."""
-    if not any(s.format in WEB_FORMATS for s in sources):
+    the web columns of :data:`curate.warc.WEB_COLUMNS` after ``source`` when a source is ``warc`` or ``wet``, or
+    only ``url`` when a source has a ``url_field`` (null for the documents of other sources)."""
+    if any(s.format in WEB_FORMATS for s in sources):
+        web = list(WEB_COLUMNS.items())
+    elif any(s.url_field is not None for s in sources):
+        web = [("url", WEB_COLUMNS["url"])]
+    else:
         return DOC_SCHEMA
     at = DOC_SCHEMA.get_field_index("_unit")
-    return pa.schema([*DOC_SCHEMA][:at] + [pa.field(k, t) for k, t in WEB_COLUMNS.items()] + [*DOC_SCHEMA][at:])
+    return pa.schema([*DOC_SCHEMA][:at] + [pa.field(k, t) for k, t in web] + [*DOC_SCHEMA][at:])
 
 
 def record_limit(max_doc_bytes: int) -> int:
@@ -120,9 +124,12 @@ class _Batcher:
         self.tables: list[pa.Table] = []
         self.rows = 0
         self.text_bytes = 0
+        self.url_docs = self.urls = 0
+        """documents given the url column, and those whose url is not null (of the file being read)"""
 
     def doc(self, doc_id: str, text: str, source: str, pos: int, web: tuple | None = None) -> None:
-        """Add a document; ``web``: the values of the web columns (a ``warc`` or ``wet`` source)."""
+        """Add a document; ``web``: the values of the web columns (a ``warc`` or ``wet`` source; a source with a
+        ``url_field``: its url alone)."""
         limit = self.max_doc_bytes
         big = len(text) > limit // 4 and len(text.encode("utf-8")) > limit  # a character is 1 to 4 bytes
         d = self.removed if big else self.docs
@@ -132,12 +139,18 @@ class _Batcher:
             d[k].append(v)
         if big:
             d["reason"].append("too_large")
+        if web is not None:
+            self.url_docs += 1
+            self.urls += web[0] is not None
         self.rows += 1
         self.text_bytes += len(text)
 
     def add_docs(self, docs: pa.Table, text_bytes: int) -> None:
         self._tabulate()
         self.tables.append(docs)
+        if "url" in docs.column_names:
+            self.url_docs += docs.num_rows
+            self.urls += docs.num_rows - docs["url"].null_count
         self.rows += docs.num_rows
         self.text_bytes += text_bytes
 
@@ -547,8 +560,11 @@ def _record(b: _Batcher, src: Source, rec: Any, name: str, loc: str, raw: bytes,
         doc_id = _doc_id(rec, src.id_field, name, number)
         if doc_id is None:
             b.error(name, loc, "missing_field", f"no usable id field {src.id_field!r}", raw, pos)
-        else:
+        elif src.url_field is None:
             b.doc(doc_id, rec[src.text_field], name, pos)
+        else:
+            url = rec.get(src.url_field)
+            b.doc(doc_id, rec[src.text_field], name, pos, (url if isinstance(url, str) else None,))
 
 
 def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, file_index: int) -> pa.Table | None:
@@ -562,6 +578,8 @@ def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, f
         return None
     nonblank = np.fromiter((bool(x.strip()) for x in lines), dtype=bool, count=len(lines))
     fields = [(src.text_field, pa.string())] + ([(src.id_field, pa.string())] if src.id_field else [])
+    if src.url_field is not None and src.url_field != src.id_field:
+        fields.append((src.url_field, pa.string()))
     if not _valid_utf8(data):  # Arrow's JSON reader does not check
         return None
     try:
@@ -570,7 +588,7 @@ def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, f
         if not (src.id_field and f"Column(/{src.id_field}) changed from string to number" in str(e)):
             return None
         try:  # integer ids
-            t = _arrow_json(data, pa.schema([fields[0], (src.id_field, pa.int64())]))
+            t = _arrow_json(data, pa.schema([fields[0], (src.id_field, pa.int64()), *fields[2:]]))
         except (pa.ArrowInvalid, UnicodeDecodeError):
             return None
     if t.num_rows != int(nonblank.sum()):
@@ -586,9 +604,15 @@ def _clean_jsonl_docs(b: _Batcher, lines: list[bytes], lineno: int, name: str, f
     else:
         ids = pc.binary_join_element_wise(f"{name}:", pc.cast(line_numbers, pa.string()), "")
     n = t.num_rows
-    return pa.table([ids, text, pa.repeat(pa.scalar(src.domain, pa.string()), n),
-                     pa.repeat(pa.scalar(name, pa.string()), n), pa.repeat(pa.scalar(b.unit.index, pa.int32()), n),
-                     pc.add(line_numbers, pa.scalar(file_index << 40, pa.int64()))], schema=DOC_SCHEMA)
+    cols = {"id": ids, "text": text, "domain": pa.repeat(pa.scalar(src.domain, pa.string()), n),
+            "source": pa.repeat(pa.scalar(name, pa.string()), n),
+            "_unit": pa.repeat(pa.scalar(b.unit.index, pa.int32()), n),
+            "_pos": pc.add(line_numbers, pa.scalar(file_index << 40, pa.int64()))}
+    if src.url_field is not None:
+        if t.schema.field(src.url_field).type != pa.string():  # integer ids that are also the url field
+            return None
+        cols["url"] = t[src.url_field].combine_chunks()
+    return pa.table([cols[f.name] for f in b.schema], schema=b.schema)
 
 
 def _arrow_only_json(lines: list[bytes], data: bytes) -> bool:
@@ -645,17 +669,19 @@ def _read_parquet(b: _Batcher, path: Path, name: str, file_index: int) -> Batche
     src = b.unit.source
     pf = pq.ParquetFile(path)
     cols = pf.schema_arrow.names
-    for field in [src.text_field] + ([src.id_field] if src.id_field else []):
+    for field in [src.text_field] + [f for f in (src.id_field, src.url_field) if f is not None]:
         if field not in cols:
             raise _FileError("missing_field", f"no column {field!r} (columns: {', '.join(cols)})")
-    text_type = pf.schema_arrow.field(src.text_field).type
-    if not _is_text_type(text_type):
-        raise _FileError("bad_type", f"column {src.text_field!r} is {text_type}, not a string")
+    for field in [src.text_field] + ([src.url_field] if src.url_field is not None else []):
+        field_type = pf.schema_arrow.field(field).type
+        if not _is_text_type(field_type):
+            raise _FileError("bad_type", f"column {field!r} is {field_type}, not a string")
     row = 0
-    wanted = [src.text_field] + ([src.id_field] if src.id_field and src.id_field != src.text_field else [])
+    wanted = list(dict.fromkeys(f for f in (src.text_field, src.id_field, src.url_field) if f is not None))
     for batch in pf.iter_batches(batch_size=b.batch_size, columns=wanted):
         texts = batch.column(src.text_field).to_pylist()
         ids = batch.column(src.id_field).to_pylist() if src.id_field else None
+        urls = batch.column(src.url_field).to_pylist() if src.url_field is not None else None
         for k, text in enumerate(texts):
             loc, pos = f"row {row}", (file_index << 40) + row
             if _check_text(b, text, src.text_field, name, loc, None, pos):
@@ -663,7 +689,7 @@ def _read_parquet(b: _Batcher, path: Path, name: str, file_index: int) -> Batche
                 if doc_id is None:
                     b.error(name, loc, "missing_field", f"id column {src.id_field!r} is null", None, pos)
                 else:
-                    b.doc(doc_id, text, name, pos)
+                    b.doc(doc_id, text, name, pos, None if urls is None else (urls[k],))
             row += 1
             if b.full():
                 yield b.flush()
@@ -832,12 +858,14 @@ def _read_web(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
     """A WARC or WET file, record by record (:func:`curate.warc.read_records`): a document's id is
     ``<file>:<offset>`` (the record's byte offset) and its position the offset; a record that gives no document is an
     error naming the record id. A truncated record under ``on_error: fail`` fails the run, as a truncated file
-    does."""
+    does. A file that gives no document is one warning saying why (:meth:`RecordTally.why_no_document`); what
+    warcio writes to stderr goes to the run log."""
     src = b.unit.source
     base = file_index << 40
+    tally = RecordTally()
     try:
         with open(path, "rb") as f:
-            for rec in read_records(f, src.format, src.extractor, record_limit(b.max_doc_bytes)):
+            for rec in read_records(f, src.format, src.extractor, record_limit(b.max_doc_bytes), tally):
                 if isinstance(rec, WebError):
                     if rec.kind == "truncated_record" and src.on_error == "fail":
                         raise FileFailure(f"{name}: {rec.location}: {rec.message}")
@@ -849,6 +877,11 @@ def _read_web(b: _Batcher, path: Path, name: str, file_index: int) -> Batches:
                     yield b.flush()
     except WarcFileError as e:
         raise _FileError(e.kind, str(e)) from None
+    finally:
+        for note in tally.warnings:
+            log.debug(f"{name}: warcio: {note}")
+    if not tally.documents:
+        log.warning(f"{name}: no document: {tally.why_no_document(src.format)}")
 
 
 class _FileError(Exception):
@@ -873,8 +906,12 @@ def read_unit(unit: Unit, batch_size: int) -> Iterator[tuple[pa.Table, pa.Table,
     b = _Batcher(unit, batch_size)
     reader = _READERS[unit.source.format or "jsonl"]
     for file_index, (path, name) in enumerate(zip(unit.files, unit.names)):
+        b.url_docs = b.urls = 0
         try:
             yield from reader(b, path, name, file_index)
+            if unit.source.url_field is not None and b.url_docs and not b.urls:
+                log.warning(f"{name}: no record has a string at url_field {unit.source.url_field!r}: its documents "
+                            "have no url")
         except _FileError as e:
             _file_error(b, unit, name, e.kind, str(e), file_index)
         except (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as e:

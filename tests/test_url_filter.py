@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from curate.steps.url_filter import normalize_url, read_blocklist
@@ -120,7 +122,7 @@ def test_documents_without_a_url_pass_untouched(capsys: Any, tmp_path: Path) -> 
 def test_a_recipe_without_urls_a_bad_regex_or_a_missing_blocklist_is_refused(capsys: Any, tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": "x"}) + "\n", encoding="utf-8")
     code, _, err = _run(capsys, tmp_path, [{"path": "a.jsonl"}], {})
-    assert code == 2 and "steps[0].url_filter: no column 'url'" in err
+    assert code == 2 and "steps[0].url_filter: no column 'url'" in err and "url_field" in err
     code, _, err = _run(capsys, tmp_path, [{"path": str(SAMPLES[1])}], {"patterns": ["(unclosed"]})
     assert code == 2 and "patterns[0] '(unclosed' is not a valid regex" in err
     code, _, err = _run(capsys, tmp_path, [{"path": str(SAMPLES[1])}], {"blocklist": "missing.txt"})
@@ -131,3 +133,38 @@ def test_blocklist_files_accept_plain_hosts_file_and_wildcard_lines(tmp_path: Pa
     f = tmp_path / "b.txt"
     f.write_text("a.com\n\n# comment\n127.0.0.1 b.com\n*.c.com\n.d.com\nwww.e.com.\n", encoding="utf-8")
     assert read_blocklist(f) == {"a.com", "b.com", "c.com", "d.com", "e.com"}
+
+
+def test_url_field_gives_jsonl_and_parquet_records_a_url_that_url_filter_filters(capsys: Any, tmp_path: Path) -> None:
+    page = "A page of text long enough to be a document."
+    c4 = [{"text": page, "url": "https://site.org/a?utm_source=x", "timestamp": "2019-04-25T12:57:54Z"},
+          {"text": page, "url": "https://ads.example/b"},
+          {"text": page}]
+    (tmp_path / "c4.jsonl").write_text("".join(json.dumps(r) + "\n" for r in c4), encoding="utf-8")
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"text": page, "url": "https://site.org/c"}) + "\n{broken\n",
+                                        encoding="utf-8")  # read line by line, not by Arrow
+    pq.write_table(pa.table({"content": [page, page], "url": ["http://www.site.org/a/", "https://site.org/c"]}),
+                   tmp_path / "refinedweb.parquet")
+    (tmp_path / "block.txt").write_text("ads.example\n", encoding="utf-8")
+    sources = [{"path": "c4.jsonl", "url_field": "url"}, {"path": "bad.jsonl", "url_field": "url"},
+               {"path": "refinedweb.parquet", "text_field": "content", "url_field": "url"}]
+    code, out, _ = _run(capsys, tmp_path, sources, {"blocklist": "block.txt"})
+    assert code == 0
+    assert sorted(str(d["url"]) for d in kept(out)) == ["None", "https://site.org/a?utm_source=x",
+                                                        "https://site.org/c"]
+    reasons = {d["url"]: d["reason"] for d in removed(out, "url_filter")}
+    assert reasons == {"https://ads.example/b": "url_blocklisted", "http://www.site.org/a/": "duplicate_url",
+                       "https://site.org/c": "duplicate_url"}
+
+
+def test_url_field_is_refused_for_a_warc_source(capsys: Any, tmp_path: Path) -> None:
+    code, _, err = _run(capsys, tmp_path, [{"path": str(SAMPLES[1]), "url_field": "url"}], {})
+    assert code == 2 and "url_field does not apply to format warc" in err
+
+
+def test_a_file_none_of_whose_records_has_the_url_field_is_a_warning(capsys: Any, tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": "a page", "URL": "https://site.org/a"}) + "\n",
+                                      encoding="utf-8")
+    code, out, err = _run(capsys, tmp_path, [{"path": "a.jsonl", "url_field": "url"}], {})
+    assert code == 0 and [d["url"] for d in kept(out)] == [None]
+    assert "a.jsonl: no record has a string at url_field 'url': its documents have no url" in err

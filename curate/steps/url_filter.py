@@ -1,7 +1,8 @@
 """`url_filter`: remove documents by their URL: a domain blocklist, URL regexes, and exact URL dedup corpus-wide.
 
-The URL is the ``url`` column (``column``) that ``warc`` and ``wet`` sources write; documents without one pass
-untouched. Rules, in order (the first that matches is the reason):
+The URL is the ``url`` column (``column``) that ``warc`` and ``wet`` sources write, and a jsonl, json or parquet
+source with a ``url_field`` (C4's and RefinedWeb's ``url``); documents without one pass untouched. Rules, in order
+(the first that matches is the reason):
 
 * ``url_blocklisted``: the host (lowercase, port and a leading ``www.`` dropped) is a domain of a ``blocklist`` file
   or a subdomain of one. A blocklist file holds one domain per line; ``#`` starts a comment; a hosts-file line
@@ -131,7 +132,8 @@ class UrlFilter(GlobalStep):
     def check_input(cls, params: StepParams, schema: pa.Schema, ctx: StepContext) -> None:
         assert isinstance(params, UrlFilterParams)
         if params.column not in schema.names:
-            raise ValueError(f"no column {params.column!r} to read URLs from (a warc or wet source writes url)")
+            raise ValueError(f"no column {params.column!r} to read URLs from: a warc or wet source writes url; for "
+                             "a jsonl, json or parquet source set its url_field (the key or column of the URL)")
         if params.keep == "latest" and "date" not in schema.names:
             raise ValueError("keep: latest needs a date column (a warc or wet source writes date)")
         for f in params.blocklists:
