@@ -17,11 +17,12 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 
 from curate import languages
+from mixlab.errors import RunError
 from mixlab.logs import log
 
 LENGTH_EDGES = [round(10 ** (k / 4), 3) for k in range(4, 33)]
@@ -33,6 +34,9 @@ EXAMPLE_CHARS = 300
 MAX_EXAMPLES = 6
 MAX_LANGUAGE_COLUMNS = 8
 """languages shown by name in the per-domain table and figure; the others are summed as 'other'"""
+PLOTS_MIN_READ = 1_000
+"""documents a run must read for ``output.card_plots: auto`` to draw the card's figures (histograms of fewer show
+little, and drawing them costs about a second)"""
 NO_LANG = "none"
 """key of documents without a ``lang`` annotation (not identified, or a domain outside langid's scope)"""
 
@@ -41,21 +45,35 @@ _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K
                     (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
 
 
-def write_card(root: Path, manifest: dict[str, Any], card_path: Path | None = None) -> None:
+def write_card(root: Path, manifest: dict[str, Any], card_path: Path | None = None,
+               plots: bool | Literal["auto"] = True) -> None:
     """Write the data card of the corpus at ``root`` (``manifest``: its manifest, written or about to be) to
     ``card_path`` (default ``root/card.md``) and its figures as PNG files into the folder of the card's name
-    beside it (``root/card/``), each file atomically. Figures no longer drawn are deleted from that folder (only
+    beside it (``root/card/``), each file atomically. ``plots``: draw the figures (True), not (False), or only when
+    the run read at least :data:`PLOTS_MIN_READ` documents (``"auto"``, the recipe's ``output.card_plots``
+    default); a card without them says why in one line. Figures no longer drawn are deleted from that folder (only
     names `curate.card_plots` draws). Reads ``root/stats/``, ``root/mixture.json`` when present, and the
     ``text``/``lang`` and annotation columns of the data shards (plus the removed shards when all were kept);
-    raises OSError when they cannot be read. Without matplotlib the card is written without figures and one line
-    says so."""
+    raises RunError naming a stats file, ``mixture.json`` or shard that is damaged or missing, OSError when a file
+    cannot be read or written. A card written outside the corpus says where the corpus is, relative to the card.
+    Without matplotlib the card is written without figures and one line says so."""
     from curate import card_plots
 
     path = card_path or root / "card.md"
     folder = path.with_suffix("")
     facts = collect(root, manifest)
+    if path.parent.resolve() != root.resolve():
+        facts["corpus_dir"] = _relative(root, path.parent)
     figures: dict[str, str] = {}
-    if card_plots.available():
+    read = manifest["accounting"]["read"]
+    if plots == "auto" and read < PLOTS_MIN_READ:
+        facts["no_plots"] = (f"This card has no figures: the run read {_n(read)} documents, fewer than the "
+                             f"{_n(PLOTS_MIN_READ)} from which `output.card_plots: auto` draws them; "
+                             "`curate card` on this directory draws them.")
+    elif not plots:
+        facts["no_plots"] = ("This card has no figures (`output.card_plots: false` or `curate card --no-plots`); "
+                             "`curate card` on this directory draws them.")
+    elif card_plots.available():
         for name, data in facts["figures"].items():
             _write_bytes_atomic(folder / f"{name}.png", card_plots.draw(name, data))
             figures[name] = f"{folder.name}/{name}.png"
@@ -70,6 +88,15 @@ def write_card(root: Path, manifest: dict[str, Any], card_path: Path | None = No
     _write_bytes_atomic(path, render(manifest, facts, figures).encode("utf-8"))
 
 
+def _relative(root: Path, start: Path) -> str:
+    """The corpus directory ``root`` as a POSIX path relative to ``start`` (a card's folder), or absolute when
+    there is none."""
+    try:
+        return Path(os.path.relpath(root.resolve(), start.resolve())).as_posix()
+    except ValueError:
+        return root.resolve().as_posix()
+
+
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -78,6 +105,29 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _damaged(root: Path, path: Path, problem: str) -> RunError:
+    """The one-line error for a corpus file the card cannot use."""
+    return RunError(f"{path}: damaged ({problem.splitlines()[0] if problem else 'unreadable'}); "
+                    f"`curate inspect {root} --verify` checks the corpus's files, `curate run RECIPE --fresh` "
+                    "rebuilds it")
+
+
+def _read_json(root: Path, path: Path, key: str | None = None) -> dict[str, Any]:
+    """The JSON object in ``path`` (a stats file or ``mixture.json`` of the corpus at ``root``), with ``key``
+    holding an object when given. Raises RunError naming the file when it is not JSON or not of that form."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise _damaged(root, path, f"not UTF-8: {e}") from None
+    except ValueError as e:
+        raise _damaged(root, path, f"not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise _damaged(root, path, "not a JSON object")
+    if key is not None and not isinstance(value.get(key), dict):
+        raise _damaged(root, path, f"no {key!r} object")
+    return value
 
 
 # -- numbers ---------------------------------------------------------------------------------------------------------
@@ -92,11 +142,18 @@ def _batches(root: Path, shards: list[dict[str, Any]], columns: list[str]) -> It
     """The shards' rows as batches of ``{column: pyarrow array}``, only the wanted columns each shard has."""
     import pyarrow.parquet as pq
 
+    import pyarrow as pa
+
     for shard in shards:
-        f = pq.ParquetFile(root / shard["path"])
-        present = [c for c in columns if c in f.schema_arrow.names]
-        for batch in f.iter_batches(batch_size=8192, columns=present):
-            yield {c: batch.column(c) for c in present}
+        try:
+            f = pq.ParquetFile(root / shard["path"])
+            present = [c for c in columns if c in f.schema_arrow.names]
+            for batch in f.iter_batches(batch_size=8192, columns=present):
+                yield {c: batch.column(c) for c in present}
+        except FileNotFoundError:
+            raise _damaged(root, root / shard["path"], "missing: manifest.json lists it") from None
+        except pa.ArrowException as e:
+            raise _damaged(root, root / shard["path"], f"not a readable Parquet file: {e}") from None
 
 
 def _floats(batch: dict[str, Any], column: str) -> np.ndarray:
@@ -125,10 +182,10 @@ def collect(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.compute as pc
 
     steps = [f["step"] for f in manifest["funnel"]]
-    stats = {s: json.loads((root / "stats" / f"{s}.json").read_text(encoding="utf-8")) for s in steps
+    stats = {s: _read_json(root, root / "stats" / f"{s}.json") for s in steps
              if (root / "stats" / f"{s}.json").exists()}
     mixture_file = root / "mixture.json"
-    mixture = json.loads(mixture_file.read_text(encoding="utf-8")) if mixture_file.exists() else None
+    mixture = _read_json(root, mixture_file, "weights") if mixture_file.exists() else None
     ppl_step = next((s for s in manifest["recipe"]["steps"] if "perplexity" in s), {}).get("perplexity")
     ppl_lang = ppl_step.get("lang") if ppl_step else None
     langs: dict[str, Counter[str]] = {}
@@ -275,7 +332,8 @@ def licences(m: dict[str, Any]) -> list[str]:
 
 def front_matter(m: dict[str, Any], facts: dict[str, Any] | None) -> dict[str, Any]:
     """The card's YAML metadata: Hugging Face dataset card fields, and ``configs`` so that
-    ``datasets.load_dataset`` on the corpus directory reads ``data/*/*.parquet``."""
+    ``datasets.load_dataset`` on the corpus directory reads ``data/*/*.parquet`` (the layout of a dataset repository
+    whose README.md is the card, wherever the card was written)."""
     total: Counter[str] = Counter()
     for c in (facts or {}).get("langs", {}).values():
         total.update({k: n for k, n in c.items() if k not in (NO_LANG, "unknown")})
@@ -308,10 +366,13 @@ def render(m: dict[str, Any], facts: dict[str, Any] | None = None, figures: dict
     total_bytes = sum(v["bytes"] for v in m["domains"].values())
     total_tokens = sum(v["est_tokens"] for v in m["domains"].values())
     lic = licences(m)
+    corpus_dir = facts.get("corpus_dir")
+    where = f"from the corpus directory, {corpus_dir} from this card" if corpus_dir else "from this directory"
     out = ["---", yaml.safe_dump(front_matter(m, facts or None), sort_keys=False, allow_unicode=True).rstrip(),
            "---", "", f"# Dataset Card for {m['name']}", "",
            f"A pretraining corpus of **{_n(acc['kept'])} documents** ({_mb(total_bytes)} MB of text, about "
-           f"{_n(total_tokens)} tokens) in {len(m['domains'])} domains ({', '.join(m['domains']) or 'none'}), "
+           f"{_n(total_tokens)} tokens) in {len(m['domains'])} domain{'s' * (len(m['domains']) != 1)} "
+           f"({', '.join(m['domains']) or 'none'}), "
            f"curated by mixlab {m['tool_versions']['mixlab']} with the steps "
            f"{' → '.join(f'`{s}`' for s in step_names[1:]) or '(none)'} and weighted by the "
            f"`{m['recipe']['mixture']['method']}` mixture.", "",
@@ -328,8 +389,10 @@ def render(m: dict[str, Any], facts: dict[str, Any] | None = None, figures: dict
                    f"{first} |")
     out += ["", "## Uses", "", "Pretraining or continued pretraining of language models, as a weighted mixture of "
             "its domains (`mixture.json`). Load it with:", "", "```python", "from datasets import load_dataset",
-            'corpus = load_dataset("parquet", data_dir="data", split="train")  # from this directory', "```", ""]
-    out += _structure(m, figures)
+            f'corpus = load_dataset("parquet", data_dir="data", split="train")  # {where}', "```", ""]
+    if facts.get("no_plots"):
+        out += [facts["no_plots"], ""]
+    out += _structure(m, figures, corpus_dir)
     out += _creation(m, stats, figures)
     if m.get("languages"):
         out += languages.card_lines(m["languages"])
@@ -347,7 +410,7 @@ def _figure(figures: dict[str, str], name: str, alt: str) -> list[str]:
     return ["", f"![{alt}]({figures[name]})"] if name in figures else []
 
 
-def _structure(m: dict[str, Any], figures: dict[str, str]) -> list[str]:
+def _structure(m: dict[str, Any], figures: dict[str, str], corpus_dir: str | None = None) -> list[str]:
     out = ["## Dataset Structure", "",
            f"Tokens are estimated {m['token_estimate']}." if m.get("token_estimate") else
            f"Tokens are estimated as text bytes / {m['bytes_per_token_estimate']:g}.", "",
@@ -358,12 +421,15 @@ def _structure(m: dict[str, Any], figures: dict[str, str]) -> list[str]:
         out.append(f"| {d} | {_n(v['docs'])} | {_mb(v['bytes'])} | {_n(mean)} | {_n(v['est_tokens'])} | "
                    f"{len(v['shards'])} | {m['mixture'].get(d, 0.0):.4f} |")
     out += _figure(figures, "length", "Document length per domain")
-    out += ["", "Files:", "", "- `data/<domain>/part-*.parquet`: kept documents (columns: "
+    out += ["", f"Files (in the corpus directory `{corpus_dir}`):" if corpus_dir else "Files:", "",
+            "- `data/<domain>/part-*.parquet`: kept documents (columns: "
             "`id`, `text`, `domain`, `source` and the annotations of every step)",
             f"- `removed/<step>/`: removed documents with `reason` (kept: {m['keep_removed']})",
             "- `errors/`: records that could not be read, with `source` and `location`",
             "- `stats/<step>.json`: per-step counters and histograms; `manifest.json`: every shard with its sha256",
-            "- `card.md` and `card/*.png`: this card and its figures (`curate card OUT` rebuilds them)", ""]
+            "- `card.md` and `card/*.png`: " + ("the corpus's card and its figures" if corpus_dir else
+                                                "this card and its figures") + " (`curate card OUT` rebuilds them)",
+            ""]
     return out
 
 

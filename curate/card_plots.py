@@ -22,13 +22,14 @@ _KEPT, _REMOVED, _NOTE = "#3b75af", "#d1603d", "#555555"
 
 
 def available() -> bool:
-    """Whether matplotlib can be imported (it is a dependency of mixlab; a broken install leaves the card
-    without figures rather than failing a finished run)."""
+    """Whether matplotlib is installed (it is a dependency of mixlab; a broken install leaves the card without
+    figures rather than failing a finished run). Looks the package up without importing it."""
+    from importlib.util import find_spec
+
     try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+        return find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
 def draw(name: str, data: dict[str, Any]) -> bytes:
@@ -89,15 +90,16 @@ def _funnel(fig: Any, data: dict[str, Any]) -> None:
             text += f", +{len(reasons) - 2} more)" if len(reasons) > 2 else ")"
         ax.text(s["remaining"] + s["removed"] + top * 0.01, yi, text, va="center", fontsize=8, color=_NOTE)
     ax.set_yticks(y, [s["step"] for s in steps])
-    ax.set_xlim(0, top * 1.9)
+    ax.set_xlim(0, top * 1.25)
+    _integer_x(ax)
     ax.set_xlabel("documents")
     ax.set_title(f"Processing funnel: {data['read']:,} read, {data['errored']:,} errored, {data['kept']:,} kept")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), borderaxespad=4.2, ncol=2, fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
 
 
 def _funnel_size(data: dict[str, Any]) -> tuple[float, float]:
-    return 10.0, 1.2 + 0.42 * len(data["steps"])
+    return 10.0, 1.5 + 0.42 * len(data["steps"])
 
 
 def _lengths(fig: Any, data: dict[str, Any]) -> None:
@@ -155,10 +157,11 @@ def _languages(fig: Any, data: dict[str, Any]) -> None:
     for i, d in enumerate(names):
         ax.text(left[i], i, f" {sum(domains[d].values()):,}", va="center", fontsize=8, color=_NOTE)
     ax.set_xlim(0, max(left or [1]) * 1.12 or 1)
+    _integer_x(ax)
     ax.set_xlabel("kept documents")
     ax.set_title("Languages per domain (langid's `lang` of the kept documents)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(8, len(shown) + 2), fontsize=8,
-              frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), borderaxespad=4.2, ncol=min(8, len(shown) + 2),
+              fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
 
 
@@ -213,6 +216,12 @@ def _integer_y(ax: Any) -> None:
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _integer_x(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _bin_of(edges: list[float], x: float) -> int:
     return sum(1 for e in edges[1:-1] if e <= x)
 
@@ -255,6 +264,7 @@ def _gopher(fig: Any, data: dict[str, Any]) -> None:
         ax.bar(range(len(h["counts"])), h["counts"], color=_KEPT)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
         ax.set_title(col, fontsize=9)
+        _integer_y(ax)
         ax.tick_params(axis="y", labelsize=7)
         ax.spines[["top", "right"]].set_visible(False)
     for ax in axes[len(signals):]:

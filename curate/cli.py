@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     cd.add_argument("output", type=Path, help="a corpus directory written by `curate run`")
     cd.add_argument("--out", type=Path, metavar="CARD.md", help="write the card here instead, its figures in the "
                     "folder of its name beside it (e.g. data_cards/quickstart.md, data_cards/quickstart/)")
+    cd.add_argument("--no-plots", action="store_true", help="write the card without its figures (default: draw "
+                    "them, whatever the recipe's output.card_plots)")
     mx = sub.add_parser("mix", help="write a weighted mixture of a corpus as shuffled Parquet shards")
     mx.add_argument("corpus", type=Path, help="a corpus directory written by `curate run`")
     mx.add_argument("--weights", required=True, type=Path, metavar="MIXTURE.json",
@@ -104,6 +106,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if recipe.model.executor.type != "ray":
             raise ConfigError("--address: only with --executor ray (or executor.type: ray in the recipe)")
         recipe.model.executor.address = args.address
+    elif recipe.model.executor.type == "local" and recipe.model.executor.address is not None:
+        log.warning(f"executor.address {recipe.model.executor.address} is ignored: tasks run on the local "
+                    "executor (executor.type local); pass --executor ray to use the cluster")
     root = (args.output or recipe.output_dir()).resolve()
     if args.workers is not None:
         check_workers(args.workers, "--workers")
@@ -135,7 +140,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     plan = build_plan(recipe)
     check_output(recipe, recipe.output_dir())
     files = sum(len(f) for f in recipe.files)
-    print(f"{args.recipe}: ok — {len(recipe.model.sources)} sources ({files} files, {len(plan.units)} units), "
+    n, units = len(recipe.model.sources), len(plan.units)
+    print(f"{args.recipe}: ok — {n} source{'s' * (n != 1)} ({files} file{'s' * (files != 1)}, {units} "
+          f"unit{'s' * (units != 1)}), "
           f"steps: {' -> '.join(s.name for s in recipe.steps) or '(none)'}, output: {recipe.output_dir()}")
     return EXIT_OK
 
@@ -193,15 +200,22 @@ def _cmd_card(args: argparse.Namespace) -> int:
     lay = Layout(args.output)
     if mix.is_mix_output(args.output):
         raise ConfigError(f"{args.output}: a `curate mix` dataset, whose card `curate mix` writes; give a corpus")
+    if not lay.manifest.exists():
+        hint = " (an unfinished run: `curate run` again to resume)" if lay.state.exists() else ""
+        raise ConfigError(f"{args.output}: no manifest.json, not a complete corpus{hint}")
     m = read_manifest(lay.manifest)
     path = args.out or lay.card
     if args.out is not None and args.out.suffix != ".md":
         raise ConfigError(f"--out {args.out}: the card is a Markdown file; give a path ending in .md")
+    own = path.resolve() == lay.card.resolve()
+    if not own and path.resolve().is_relative_to(args.output.resolve()):
+        raise ConfigError(f"--out {args.out}: inside the corpus {args.output}, where only {lay.card} is its card; "
+                          "give a path outside the corpus (or leave out --out)")
     from contextlib import nullcontext
 
     try:
-        with OutputLock(args.output.resolve()) if args.out is None else nullcontext():
-            card.write_card(args.output, m, path)
+        with OutputLock(args.output.resolve()) if own else nullcontext():
+            card.write_card(args.output, m, path, plots=not args.no_plots)
     except OSError as e:
         raise RunError(f"{args.output}: cannot write its card ({e}); `curate inspect {args.output} --verify` "
                        "checks the corpus's files") from None

@@ -161,27 +161,49 @@ class LineScores:
             raise ValueError(f"weight must be in (0, 1], got {weight}")
         with np.errstate(invalid="ignore"):
             return self.document_perplexity() ** (1 - weight) * self.line_quantile(quantile) ** weight
-        starts = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
-        total = np.add.reduceat(w, starts)
-        before = np.cumsum(w) - w - np.repeat(np.cumsum(w)[starts] - w[starts], np.diff(np.r_[starts, len(w)]))
-        reached = (before + w) >= q * np.repeat(total, np.diff(np.r_[starts, len(w)])) - 1e-9
-        first = np.full(len(out), -1)
-        hits = np.flatnonzero(reached)
-        np.minimum.at(first, doc[hits], -1) if False else None
-        idx = np.searchsorted(doc[hits], np.unique(doc), side="left")
-        out[np.unique(doc)] = ppl[hits[idx]]
-        return out
+
+
+MODEL_FILES = ("sp.model", "lm.binary", "model.json", "README.md")
+"""the files `curate lm train` writes into its output directory"""
+
+
+def is_model_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds an earlier `curate lm train` output: its ``model.json`` is a JSON object with the
+    keys that command writes (``order``, ``vocab_size``, ``size_bytes`` with ``lm.binary``)."""
+    try:
+        card = json.loads((directory / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(card, dict) and {"order", "vocab_size", "size_bytes"} <= card.keys()
+            and isinstance(card["size_bytes"], dict) and "lm.binary" in card["size_bytes"])
 
 
 def check_out_dir(out: Path, flag: str = "--out") -> None:
     """Refuse, before any work, an output directory that cannot be one: ``out`` or one of its parents is an
-    existing file. Raises ConfigError naming ``flag`` and the file."""
+    existing file, or ``out`` is a non-empty directory that is not an earlier `curate lm train` output
+    (:func:`is_model_dir`; such an output is replaced, only its :data:`MODEL_FILES`). Raises ConfigError naming
+    ``flag`` and the file."""
     for p in (out, *out.parents):
         if p.exists() or p.is_symlink():
             if not p.is_dir():
                 where = "exists and is not a directory" if p == out else f"cannot be created: {p} is a file"
                 raise ConfigError(f"{flag} {out}: {where}; give a directory")
-            return
+            break
+    if not out.is_dir() or is_model_dir(out):
+        return
+    present = sorted(e.name for e in out.iterdir() if not e.name.startswith(".train-"))
+    if not present:
+        return
+    clash = [name for name in MODEL_FILES if name in present]
+    what = (f"training would overwrite {out / clash[0]}" if clash else
+            f"it already holds {out / present[0]}" + (f" and {len(present) - 1} more" if len(present) > 1 else ""))
+    raise ConfigError(f"{flag} {out}: not a `curate lm train` output (no model.json of one) and not empty: {what}; "
+                      "give a new or empty directory")
+
+
+def _characters(n: int) -> str:
+    """``n`` characters in words: exact below a million, else in millions (``3.4 M characters``)."""
+    return f"{n:,} character{'' if n == 1 else 's'}" if n < 1_000_000 else f"{n / 1e6:.1f} M characters"
 
 
 def check_prune(prune: list[int] | None, order: int) -> None:
@@ -298,8 +320,9 @@ def train(inputs: list[Path], out: Path, lang: str, order: int | None = None, vo
         order = order if order is not None else auto_order(n_chars)
         vocab_size = vocab_size if vocab_size is not None else auto_vocab_size(n_chars)
         prune = prune if prune is not None else AUTO_PRUNE[:order]
-        log.info(f"lm train: {n_lines:,} lines, {n_chars / 1e6:.1f} M characters; training SentencePiece "
-                 f"({vocab_size:,} pieces{', from the text size' if chosen['vocab_size'] == 'auto' else ''})")
+        why = ", from the text size" if chosen["vocab_size"] == "auto" else ""
+        log.info(f"lm train: {n_lines:,} line{'' if n_lines == 1 else 's'}, {_characters(n_chars)}; training "
+                 f"SentencePiece ({vocab_size:,} pieces{why})")
         try:
             _train_sentencepiece(text_file, tmp / "sp", vocab_size)
         except RuntimeError as e:

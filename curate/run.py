@@ -266,6 +266,9 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
         write_json_atomic(lay.stats / f"{name}.json", stats_doc)
         funnel.append({"step": name, "documents_in": st["documents_in"], "removed": n_removed})
     kept = sum(v["docs"] for v in per_domain.values())
+    if kept == 0:
+        log.warning(f"the corpus is empty: no document kept (read {totals['read']}, errored {totals['errored']}); "
+                    f"see the warnings above, {lay.root / 'errors'} and {lay.stats}")
     removed_total = sum(sum(r.values()) for r in removed_by_step.values())
     accounting = {"read": totals["read"], "kept": kept, "errored": totals["errored"], "removed": removed_by_step,
                   "removed_total": removed_total,

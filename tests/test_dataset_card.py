@@ -164,7 +164,8 @@ def scored_dup_corpus(tmp_path_factory: pytest.TempPathFactory, classifier: Path
     docs = wiki + [wiki[0], wiki[0], wiki[5]] + near + _spam(6, 3)
     steps = [{"quality_classifier": {"model": str(classifier), "threshold": 0.5}}, "exact_dedup",
              {"minhash_dedup": {"threshold": 0.7}}]
-    return build_corpus(tmp_path_factory.mktemp("dups"), {"web": docs}, steps)
+    tmp = tmp_path_factory.mktemp("dups")
+    return build_corpus(tmp, {"web": docs}, steps, output={"dir": str(tmp / "out"), "card_plots": True})
 
 
 def test_duplicate_figure_counts_the_groups_the_dedup_steps_found(scored_dup_corpus: Path) -> None:
@@ -200,9 +201,48 @@ def test_curate_card_rebuilds_the_card_and_drops_figures_that_no_longer_apply(
     assert run_curate(capsys, "inspect", out, "--verify")[0] == 0
 
 
+def test_a_run_that_read_fewer_than_1000_documents_writes_no_figures_and_says_how_to_get_them(
+        quickstart_out: Path, tmp_path: Path) -> None:
+    read = _manifest(quickstart_out)["accounting"]["read"]
+    assert read < card.PLOTS_MIN_READ
+    path = tmp_path / "c.md"
+    card.write_card(quickstart_out, _manifest(quickstart_out), path, plots="auto")
+    text = path.read_text(encoding="utf-8")
+    assert "![" not in text and not (tmp_path / "c").exists()
+    assert (f"This card has no figures: the run read {read:,} documents, fewer than the 1,000 from which "
+            "`output.card_plots: auto` draws them; `curate card` on this directory draws them." in text)
+
+
+def test_card_plots_false_writes_no_figures_whatever_the_corpus_size(scored_dup_corpus: Path, tmp_path: Path) -> None:
+    path = tmp_path / "c.md"
+    card.write_card(scored_dup_corpus, {**_manifest(scored_dup_corpus),
+                                        "accounting": {**_manifest(scored_dup_corpus)["accounting"], "read": 10**6}},
+                    path, plots=False)
+    assert "![" not in path.read_text(encoding="utf-8") and not (tmp_path / "c").exists()
+    assert "This card has no figures (`output.card_plots: false` or `curate card --no-plots`)" in path.read_text()
+
+
+def test_curate_card_no_plots_removes_the_figures_and_curate_card_draws_them_back(
+        scored_dup_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(scored_dup_corpus, out)
+    assert run_curate(capsys, "card", out, "--no-plots")[0] == 0
+    assert not (out / "card").exists() and "![" not in (out / "card.md").read_text(encoding="utf-8")
+    assert run_curate(capsys, "card", out)[0] == 0
+    assert (out / "card" / "funnel.png").is_file() and "![" in (out / "card.md").read_text(encoding="utf-8")
+
+
+def test_card_plots_does_not_change_the_recipe_hash(write_recipe: Any, tmp_path: Path) -> None:
+    from curate.recipe import load_recipe
+
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    path = write_recipe({"sources": [{"path": "a.jsonl", "domain": "web"}], "steps": ["normalize"]})
+    assert load_recipe(path, ["output.card_plots=false"]).hash() == load_recipe(path).hash()
+
+
 def test_curate_card_refuses_a_directory_without_a_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run_curate(capsys, "card", tmp_path)
-    assert code == 1 and "no manifest.json, not a complete corpus" in err
+    assert code == 2 and "no manifest.json, not a complete corpus" in err
 
 
 def test_without_matplotlib_the_card_is_written_without_figures_and_one_line_says_so(

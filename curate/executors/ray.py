@@ -13,11 +13,16 @@ Ray: https://docs.ray.io (Moritz et al. 2018, "Ray: A Distributed Framework for 
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import tempfile
 import time
 import uuid
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from curate.layout import Layout
 from curate.plan import Plan
@@ -41,6 +46,52 @@ SHOWN = 5
 _workers: dict[str, "Worker"] = {}
 """The :class:`curate.tasks.Worker` of this Ray worker process, by run token: built by its first task of a run,
 reused by the next ones (models stay loaded, decisions cached)."""
+
+
+RAY_NOTICES = ("ray._private.authentication.authentication_token_setup",)
+"""Ray loggers whose start-up notices (e.g. "Token authentication is enabled for this Ray cluster") go to the run
+log rather than the terminal"""
+
+
+class _ToRunLog(logging.Filter):
+    """Sends a Ray logger's records to mixlab's log at DEBUG (``OUT/logs/run.log``; the terminal under
+    ``--verbose``) instead of Ray's console handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log.debug(f"ray: {record.getMessage()}")
+        return False
+
+
+def quiet_ray_notices() -> None:
+    """Send the notices of the Ray loggers :data:`RAY_NOTICES` to the run log instead of the terminal.
+    Idempotent."""
+    for name in RAY_NOTICES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ToRunLog) for f in logger.filters):
+            logger.addFilter(_ToRunLog())
+
+
+@contextmanager
+def stderr_to_run_log() -> Iterator[None]:
+    """While Ray starts or connects, what is written to this process's file descriptor 2 goes to the run log
+    (``log.debug``, one line each) instead of the terminal: Ray's C++ core worker writes its warnings there (e.g.
+    "network_util.cc: Failed to determine local IP via external connectivity to 8.8.8.8" on a machine without
+    internet access), which a Python logging setting cannot reach. Processes Ray starts meanwhile write their own
+    logs under Ray's session directory."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    log.debug(f"ray: {line}")
 
 
 def require_ray() -> Any:
@@ -102,6 +153,23 @@ def _shorten(items: list[str]) -> str:
     return ", ".join(items[:SHOWN]) + more
 
 
+def _probe_address(address: str, timeout: float = 10.0) -> None:
+    """Fail fast, naming ``address``, when a ``HOST:PORT`` address has nothing listening (``ray.init`` would retry
+    for minutes); ``auto`` and ``ray://`` addresses are left to Ray, which bounds its own wait. Raises ConfigError."""
+    import socket
+
+    if address == "auto" or "://" in address or address.count(":") != 1:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"executor.address: nothing answers at {address} ({e.strerror or e}); start the head node "
+                          "with `ray start --head` there, or give the address `ray start` printed") from None
+
+
 class RayExecutor:
     """Runs each phase's tasks as Ray tasks (``num_cpus_per_task`` CPUs each), retrying a task whose worker or node
     died up to ``max_retries`` times. With ``address`` None it starts a Ray instance on this machine with
@@ -119,17 +187,24 @@ class RayExecutor:
         self._plan_box: list[Any] = []
 
     def __enter__(self) -> "RayExecutor":
-        import logging
-
         ray = self._ray = require_ray()
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
                                        "configure_logging": True}
+            quiet_ray_notices()
             try:
-                if self.address is None:
-                    ray.init(address="local", num_cpus=self.workers, _node_ip_address="127.0.0.1", **options)
-                else:
-                    ray.init(address=self.address, **options)
+                with stderr_to_run_log(), warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    try:
+                        if self.address is None:
+                            ray.init(address="local", num_cpus=self.workers, _node_ip_address="127.0.0.1",
+                                     **options)
+                        else:
+                            _probe_address(self.address)
+                            ray.init(address=self.address, **options)
+                    finally:
+                        for w in caught:
+                            log.debug(f"ray: {w.category.__name__}: {w.message}")
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = self.address or "a local instance"
                 raise ConfigError(f"executor.address: cannot start or reach Ray at {where}: "
@@ -265,7 +340,8 @@ class RayExecutor:
             bar.close()
         seconds = time.perf_counter() - started
         again = f" ({_shorten(retried)})" if retried else ""
-        log.info(f"ray: {description}: {done} tasks in {seconds:.1f} s ({done / max(seconds, 1e-9):.1f} tasks/s, "
+        rate = done / max(seconds, 1e-9)
+        log.info(f"ray: {description}: {done} task{'s' * (done != 1)} in {seconds:.1f} s ({rate:.1f} tasks/s, "
                  f"{busy:.1f} task-seconds on {len(nodes)} node(s)), {len(retried)} retried{again}, {failed} failed")
 
 
