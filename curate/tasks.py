@@ -22,6 +22,7 @@ import xxhash
 from curate.arrow_io import AtomicIPCWriter, ShardWriter, iter_ipc, read_ipc
 from curate.layout import Layout, read_json, write_json_atomic
 from curate.plan import Plan, Segment, step_context
+from curate.prefetch import prefetch
 from curate.readers import ERROR_SCHEMA, READ_STEP, read_unit
 from curate.recipe import KeepRemoved, StepSpec
 from curate.steps import GlobalStep, MapStep, Step
@@ -498,12 +499,13 @@ class _MapOutputs:
 
 def _input_batches(w: Worker, seg: Segment, unit_index: int, out: _MapOutputs, counters: dict[str, int],
                    read_stats: _StepStats | None) -> Iterator[pa.Table]:
-    """The documents entering segment ``seg``: read from the unit's files (segment 0; error records and the
-    documents the readers remove go to ``out``), else loaded from the previous segment."""
+    """The documents entering segment ``seg``: read from the unit's files (segment 0, by a thread that reads up to
+    two batches ahead of the steps, :func:`curate.prefetch.prefetch`; error records and the documents the readers
+    remove go to ``out``), else loaded from the previous segment."""
     batch_size = w.plan.recipe.model.executor.batch_size
     if seg.index == 0:
         assert out.errors is not None and read_stats is not None
-        for docs, errs, removed in read_unit(w.plan.units[unit_index], batch_size):
+        for docs, errs, removed in prefetch(read_unit(w.plan.units[unit_index], batch_size)):
             counters["read"] += docs.num_rows + errs.num_rows + removed.num_rows
             counters["errored"] += errs.num_rows
             out.errors.write(errs)

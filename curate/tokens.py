@@ -47,10 +47,21 @@ def _byte_weights() -> np.ndarray:
 _WEIGHTS = _byte_weights()
 
 
+def _byte_histogram(data: np.ndarray) -> np.ndarray:
+    """Occurrences of each byte value in ``data`` (uint8): counted two bytes at a time (a 65,536-bin histogram of
+    the bytes read as uint16, summed over each half), half the elements of a plain ``np.bincount``."""
+    pairs = len(data) // 2
+    both = np.bincount(data[:2 * pairs].view(np.uint16), minlength=1 << 16).reshape(256, 256)
+    hist = both.sum(axis=0) + both.sum(axis=1)
+    if len(data) % 2:
+        hist[data[-1]] += 1
+    return hist
+
+
 def estimate_tokens(texts: pa.Array | pa.ChunkedArray) -> float:
     """Estimated tokens of all of ``texts`` (a string or large_string array; nulls count 0): a histogram of the
     UTF-8 bytes, 16 MiB at a time, dotted with each byte value's weight (:data:`TOKENS_PER_CHAR` on the byte that
-    starts a character). Memory: about 8 x 16 MiB whatever the input."""
+    starts a character). Memory: about 4 x 16 MiB whatever the input."""
     chunks = texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]
     hist = np.zeros(256, dtype=np.int64)
     for arr in chunks:
@@ -64,7 +75,7 @@ def estimate_tokens(texts: pa.Array | pa.ChunkedArray) -> float:
         data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
         start, end = int(offsets[0]), int(offsets[-1])
         for pos in range(start, end, _CHUNK):
-            hist += np.bincount(data[pos:min(pos + _CHUNK, end)], minlength=256)
+            hist += _byte_histogram(data[pos:min(pos + _CHUNK, end)])
     return float(hist @ _WEIGHTS)
 
 

@@ -67,3 +67,20 @@ def test_yaml_that_is_not_a_mapping_is_rejected(tmp_path) -> None:
     p.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(Outer, p)
+
+
+def test_a_section_given_in_part_keeps_the_commands_own_defaults() -> None:
+    from train.config import DPOConfig, SFTConfig
+
+    given = {"out": "x", "base": "b", "data": {"files": [{"path": "a.jsonl"}]}, "optim": {"batch_size": 2}}
+    sft, dpo = SFTConfig.model_validate(given), DPOConfig.model_validate(given)
+    assert (sft.optim.lr, sft.optim.max_steps, sft.optim.weight_decay, sft.optim.batch_size) == (2e-4, 200, 0.0, 2)
+    assert (dpo.optim.lr, dpo.optim.max_steps, dpo.optim.weight_decay, dpo.optim.batch_size) == (5e-5, 200, 0.0, 2)
+
+
+def test_epochs_given_in_part_of_a_section_replace_the_commands_default_step_count() -> None:
+    from train.config import SFTConfig
+
+    sft = SFTConfig.model_validate({"out": "x", "base": "b", "data": {"files": [{"path": "a.jsonl"}]},
+                                    "optim": {"epochs": 2}})
+    assert sft.optim.epochs == 2 and sft.optim.lr == 2e-4

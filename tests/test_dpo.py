@@ -163,3 +163,15 @@ def test_two_processes_with_ddp_train_like_one_process_with_their_joint_batch(tm
     two, one = _records(tmp_path / "ddp" / "dpo"), _records(tmp_path / "one" / "dpo")
     for key in ("loss", "accuracy", "margin"):
         assert [r[key] for r in two] == pytest.approx([r[key] for r in one], abs=1e-5)
+
+
+def test_a_reference_with_another_vocabulary_is_refused_in_one_line(tmp_path: Path, pretrained_model: Path,
+                                                                    capsys) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    other = tmp_path / "other"
+    LlamaForCausalLM(LlamaConfig(vocab_size=500, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(other)
+    assert _dpo(dpo_config(tmp_path, pretrained_model, reference=str(other))) == 2
+    err = capsys.readouterr().err
+    assert "reference:" in err and "500 token embeddings" in err and "Traceback" not in err

@@ -74,3 +74,15 @@ def test_a_pair_whose_answer_max_len_cuts_away_is_dropped_and_counted(tmp_path: 
                     + json.dumps({"prompt": Q, "chosen": A, "rejected": B}) + "\n", encoding="utf-8")
     prepared = dpo_data.prepare([(path, "auto", 1.0)], ChatFormat(tokenizer_of("qwen2")), 160, 0.0, 0)
     assert len(prepared.train) == 1 and prepared.summary["pairs.jsonl"][dpo_data.ANSWER_CUT] == 1
+
+
+def test_two_files_of_the_same_name_are_counted_apart(tmp_path: Path) -> None:
+    rows = [{"prompt": f"{Q} ({i})", "chosen": A, "rejected": B} for i in range(5)]
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    first, second = tmp_path / "d1" / "pairs.jsonl", tmp_path / "d2" / "pairs.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    second.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]), encoding="utf-8")
+    prepared = dpo_data.prepare([(first, "auto", 1.0), (second, "auto", 1.0)], ChatFormat(tokenizer_of("qwen2")),
+                                160, 0.0, 0)
+    assert {k: v["records"] for k, v in prepared.summary.items()} == {str(first): 5, str(second): 2}

@@ -178,6 +178,22 @@ class TrainConfig(Strict):
     log: LogConfig = LogConfig()
     distributed: DistributedConfig = DistributedConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_over_command_defaults(cls, data: Any) -> Any:
+        """A section the config gives in part keeps the command's own defaults for the rest (`train sft`'s lr 2e-4,
+        not the shared 3e-4): the given keys are laid over the values the command's default section sets."""
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            default = field.default
+            if isinstance(default, Strict) and isinstance(data.get(name), dict):
+                base = default.model_dump(exclude_unset=True)
+                if data[name].get("epochs") is not None:  # epochs given: the default step count no longer applies
+                    base.pop("max_steps", None)
+                data = {**data, name: {**base, **data[name]}}
+        return data
+
     def resolve(self, base: Path) -> Self:
         """A copy with relative paths made relative to ``base`` (the config file's directory): ``out`` and the paths
         :meth:`_resolve_paths` names."""

@@ -113,6 +113,20 @@ def check_before_work(cfg: DPOConfig, merge: bool) -> None:
     check_data_files(cfg)  # type: ignore[arg-type]  # reads cfg.data.files only
 
 
+def check_reference(path: str, reference: Any, base: Any, tokenizer: Any) -> None:
+    """Refuse (ConfigError, one line) a reference model that cannot score the policy's tokens: an embedding table of
+    another size than the base model's, or a tokenizer saved beside it whose vocabulary differs from the run's (the
+    log-ratios of two models over different token ids mean nothing)."""
+    ref_rows, base_rows = reference.get_input_embeddings().num_embeddings, base.get_input_embeddings().num_embeddings
+    if ref_rows != base_rows:
+        raise ConfigError(f"reference: {path} has {ref_rows:,} token embeddings, the base model {base_rows:,}; the "
+                          "reference must use the base model's tokenizer (e.g. the SFT model the policy starts from)")
+    if any((Path(path) / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        if load_tokenizer(path, "reference").get_vocab() != tokenizer.get_vocab():
+            raise ConfigError(f"reference: the tokenizer saved in {path} differs from the run's tokenizer; the "
+                              "reference must use the base model's tokenizer")
+
+
 class DPOTrainer(Trainer):
     task = "dpo"
 
@@ -148,6 +162,7 @@ class DPOTrainer(Trainer):
         self.reference: Any = None
         if cfg.reference is not None:
             self.reference = _frozen(from_pretrained(cfg.reference, "reference", dtype=torch.float32))
+            check_reference(cfg.reference, self.reference, base, self.tokenizer)
         elif cfg.peft.method == "full":
             self.reference = _frozen(copy.deepcopy(base))
         if self.continued_base is not None:

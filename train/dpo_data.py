@@ -233,12 +233,14 @@ def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int
     Raises ConfigError when no training pair is left."""
     out = PreparedPairs()
     per_file: list[tuple[str, float, list[Pair]]] = []
+    counts = Counter(path.name for path, _, _ in files)
     for path, fmt, weight in files:
+        name = path.name if counts[path.name] == 1 else str(path)  # two files of one name stay apart
         unused: Counter[str] = Counter()
         pairs, problems = load(path, fmt, unused)
         out.problems += problems
         if unused:
-            out.unused[path.name] = dict(sorted(unused.items()))
+            out.unused[name] = dict(sorted(unused.items()))
         stats: Counter[str] = Counter(records=len(pairs) + len(problems), malformed=len(problems))
         train: list[Pair] = []
         for index, loc, p in pairs:
@@ -248,8 +250,8 @@ def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int
                 stats[ANSWER_CUT] += 1
                 continue
             stats["truncated"] += int(cut_c or cut_r)
-            pair = Pair(chosen, rejected, path.name)
-            key = xxhash.xxh3_64_intdigest(f"{path.name}:{index}:{seed}".encode())
+            pair = Pair(chosen, rejected, name)
+            key = xxhash.xxh3_64_intdigest(f"{name}:{index}:{seed}".encode())
             if key % 10_000 < round(heldout_fraction * 10_000):
                 out.heldout.append(pair)
                 stats["heldout"] += 1
@@ -257,8 +259,8 @@ def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int
                 train.append(pair)
                 stats["train"] += 1
                 stats["train_tokens"] += pair.tokens
-        out.summary[path.name] = dict(stats)
-        per_file.append((path.name, weight, train))
+        out.summary[name] = dict(stats)
+        per_file.append((name, weight, train))
     total_w = sum(w for _, w, _ in per_file) or 1.0
     epoch = sum(len(t) for _, _, t in per_file)
     rng = np.random.default_rng([seed, 0xD90])
