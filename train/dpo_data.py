@@ -261,16 +261,7 @@ def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int
                 stats["train_tokens"] += pair.tokens
         out.summary[name] = dict(stats)
         per_file.append((name, weight, train))
-    total_w = sum(w for _, w, _ in per_file) or 1.0
-    epoch = sum(len(t) for _, _, t in per_file)
-    rng = np.random.default_rng([seed, 0xD90])
-    for name, weight, train in per_file:
-        want = int(round(epoch * weight / total_w))
-        if not train or want == 0:
-            continue
-        picks = np.concatenate([rng.permutation(len(train)) for _ in range(-(-want // len(train)))])[:want]
-        out.train += [train[i] for i in picks]
-        out.summary[name]["drawn_per_epoch"] = want
+    out.train = sft_data.draw_epoch(per_file, out.summary, np.random.default_rng([seed, 0xD90]))
     if not out.train:
         report(out, logging.WARNING)
         records = sum(s.get("records", 0) for s in out.summary.values())

@@ -748,16 +748,7 @@ def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int
                 stats["label_tokens"] += int((example.labels[1:] != IGNORE).sum())
         out.summary[path.name] = dict(stats)
         per_file.append((path.name, weight, train))
-    total_w = sum(w for _, w, _ in per_file) or 1.0
-    epoch = sum(len(t) for _, _, t in per_file)
-    rng = np.random.default_rng([seed, 0x5F7])
-    for name, weight, train in per_file:
-        want = int(round(epoch * weight / total_w))
-        if not train or want == 0:
-            continue
-        picks = np.concatenate([rng.permutation(len(train)) for _ in range(-(-want // len(train)))])[:want]
-        out.train += [train[i] for i in picks]
-        out.summary[name]["drawn_per_epoch"] = want
+    out.train = draw_epoch(per_file, out.summary, np.random.default_rng([seed, 0x5F7]))
     if not out.train:
         report(out, logging.WARNING)
         records = sum(s.get("records", 0) for s in out.summary.values())
@@ -765,6 +756,24 @@ def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int
                           f"{len(files)} files, {len(out.problems):,} malformed, {len(out.heldout):,} held out; "
                           "see the summary above)")
     return out
+
+
+def draw_epoch(per_file: list[tuple[str, float, list[Any]]], summary: dict[str, dict[str, Any]],
+               rng: np.random.Generator) -> list[Any]:
+    """One epoch's training items: each file's share follows its weight (``per_file``: name, weight, items), a
+    file drawn more often than it has items repeated in fresh permutations; records ``drawn_per_epoch`` in
+    ``summary[name]``."""
+    total_w = sum(w for _, w, _ in per_file) or 1.0
+    epoch = sum(len(t) for _, _, t in per_file)
+    drawn: list[Any] = []
+    for name, weight, items in per_file:
+        want = int(round(epoch * weight / total_w))
+        if not items or want == 0:
+            continue
+        picks = np.concatenate([rng.permutation(len(items)) for _ in range(-(-want // len(items)))])[:want]
+        drawn += [items[i] for i in picks]
+        summary[name]["drawn_per_epoch"] = want
+    return drawn
 
 
 def report(prepared: Prepared, level: int = logging.INFO, listed: int = 20) -> None:
