@@ -179,3 +179,29 @@ def histogram(values: pa.Array, edges: list[float]) -> list[int]:
     arr = values.drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
     idx = np.searchsorted(np.asarray(edges, dtype=np.float64), arr, side="right")
     return np.bincount(idx, minlength=len(edges) + 1).tolist()
+
+
+def equal_key_groups(t: pa.Table, duplicate_of: str, copies: str) -> tuple[pa.Table, int, int]:
+    """Groups of rows of ``t`` with the same 128-bit key (``_part_key``, ``hi``), ``t`` sorted by that key and then
+    by the order that decides which row of a group is kept (the first). Returns the decisions for the rows in a group
+    of two or more (``_unit``, ``_pos``, ``duplicate_of``: the kept row's ``id`` or null for the kept row itself,
+    ``copies``: the group's size (int32)) sorted by ``_unit``, ``_pos``; the number of such groups; and the rows in
+    them."""
+    lo, hi = t["_part_key"].to_numpy(), t["hi"].to_numpy()
+    n = len(lo)
+    new_group = np.ones(n, dtype=bool)
+    if n > 1:
+        new_group[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    sizes = np.diff(np.append(starts, n))
+    size_per_row = sizes[group]
+    in_dup_group = size_per_row > 1
+    kept_id = pc.take(t["id"], pa.array(starts[group]))
+    dup_of = pc.if_else(pa.array(in_dup_group & ~new_group), kept_id, pa.scalar(None, pa.string()))
+    sel = pa.array(np.flatnonzero(in_dup_group))
+    decisions = pa.table({"_unit": pc.take(t["_unit"], sel), "_pos": pc.take(t["_pos"], sel),
+                          duplicate_of: pc.take(dup_of, sel),
+                          copies: pa.array(size_per_row[in_dup_group].astype(np.int32))})
+    return (decisions.sort_by([("_unit", "ascending"), ("_pos", "ascending")]), int((sizes > 1).sum()),
+            int(in_dup_group.sum()))

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from curate.steps.base import Decisions, GlobalStep, StepParams
+from curate.steps.base import Decisions, GlobalStep, StepParams, equal_key_groups
 
 
 class ExactDedupParams(StepParams):
@@ -42,25 +42,8 @@ class ExactDedup(GlobalStep):
     def reduce(self, partition: pa.Table, side: Any = None) -> tuple[pa.Table, dict[str, Any]]:
         t = partition.sort_by([("_part_key", "ascending"), ("hi", "ascending"), ("_unit", "ascending"),
                                ("_pos", "ascending")])
-        lo, hi = t["_part_key"].to_numpy(), t["hi"].to_numpy()
-        n = len(lo)
-        new_group = np.ones(n, dtype=bool)
-        if n > 1:
-            new_group[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
-        group = np.cumsum(new_group) - 1
-        starts = np.flatnonzero(new_group)
-        sizes = np.diff(np.append(starts, n))
-        size_per_row = sizes[group]
-        in_dup_group = size_per_row > 1
-        first_id = pc.take(t["id"], pa.array(starts[group]))
-        dup_of = pc.if_else(pa.array(in_dup_group & ~new_group), first_id, pa.scalar(None, pa.string()))
-        sel = pa.array(np.flatnonzero(in_dup_group))
-        decisions = pa.table({"_unit": pc.take(t["_unit"], sel), "_pos": pc.take(t["_pos"], sel),
-                              "duplicate_of": pc.take(dup_of, sel),
-                              "exact_copies": pa.array(size_per_row[in_dup_group].astype(np.int32))})
-        decisions = decisions.sort_by([("_unit", "ascending"), ("_pos", "ascending")])
-        stats = {"documents": int(n), "duplicate_groups": int((sizes > 1).sum()),
-                 "documents_in_duplicate_groups": int(in_dup_group.sum())}
+        decisions, groups, in_groups = equal_key_groups(t, "duplicate_of", "exact_copies")
+        stats = {"documents": t.num_rows, "duplicate_groups": groups, "documents_in_duplicate_groups": in_groups}
         return decisions, stats
 
     def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import xxhash
 from pydantic import Field, field_validator
 
-from curate.steps.base import Decisions, GlobalStep, StepContext, StepParams
+from curate.steps.base import Decisions, GlobalStep, StepContext, StepParams, equal_key_groups
 from mixlab.paths import resolve_path
 
 TRACKING_PARAMS = ["utm_*", "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "ttclid",
@@ -180,25 +180,8 @@ class UrlFilter(GlobalStep):
         if self.params.keep == "latest":
             order.append(("date", "descending"))  # ISO 8601 dates sort as strings; null last
         t = partition.sort_by(order + [("_unit", "ascending"), ("_pos", "ascending")])
-        lo, hi = t["_part_key"].to_numpy(), t["hi"].to_numpy()
-        n = len(lo)
-        new_group = np.ones(n, dtype=bool)
-        if n > 1:
-            new_group[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
-        group = np.cumsum(new_group) - 1
-        starts = np.flatnonzero(new_group)
-        sizes = np.diff(np.append(starts, n))
-        size_per_row = sizes[group]
-        in_dup_group = size_per_row > 1
-        kept_id = pc.take(t["id"], pa.array(starts[group]))
-        dup_of = pc.if_else(pa.array(in_dup_group & ~new_group), kept_id, pa.scalar(None, pa.string()))
-        sel = pa.array(np.flatnonzero(in_dup_group))
-        decisions = pa.table({"_unit": pc.take(t["_unit"], sel), "_pos": pc.take(t["_pos"], sel),
-                              "url_duplicate_of": pc.take(dup_of, sel),
-                              "url_copies": pa.array(size_per_row[in_dup_group].astype(np.int32))})
-        decisions = decisions.sort_by([("_unit", "ascending"), ("_pos", "ascending")])
-        stats = {"urls": int(n), "duplicate_urls": int((sizes > 1).sum()),
-                 "documents_with_duplicate_url": int(in_dup_group.sum())}
+        decisions, groups, in_groups = equal_key_groups(t, "url_duplicate_of", "url_copies")
+        stats = {"urls": t.num_rows, "duplicate_urls": groups, "documents_with_duplicate_url": in_groups}
         return decisions, stats
 
     def apply(self, batch: pa.Table, decisions: Decisions) -> tuple[pa.Table, pa.Array]:
