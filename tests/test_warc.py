@@ -19,7 +19,9 @@ from curate.warc import RecordTally, decode_html, read_records
 from tests.conftest import ROOT, SHARED_DATA, kept, run_curate
 
 WEB = SHARED_DATA / "corpus" / "web"
-SAMPLES = sorted(WEB.glob("sample-000*.warc.gz")) or sorted((ROOT / "recipes/data/common_crawl").glob("*.warc.gz"))
+SAMPLES = sorted(p.resolve() for p in (list(WEB.glob("sample-000*.warc.gz"))
+                                         or (ROOT / "recipes/data/common_crawl").glob("*.warc.gz")))
+"""resolved, as ids and messages name them (../shared may be a symbolic link)"""
 """dolma's two WARC samples (the recipe's copies are the same bytes: recipes/data/common_crawl/README.md)"""
 PAGE = ("<html><head><title>t</title></head><body><nav><a href='/'>Home</a> <a href='/about'>About</a></nav>"
         "<article><h1>A real article</h1><p>{}</p><p>The second paragraph says more about the same subject, in "
