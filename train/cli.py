@@ -6,7 +6,7 @@ import argparse
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from mixlab import cli, logs
 from mixlab.config import load_config
@@ -133,43 +133,35 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_sft(args: argparse.Namespace) -> int:
-    from train.checkpoint import writing
     from train.config import SFTConfig
-    from train.sft import SFTTrainer, merge
+    from train.sft import SFTTrainer
 
-    _training_arguments(args)
-    cfg = load_config(SFTConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
-    logs.configure_libraries()
-    with _interruptible(Path(cfg.out)):
-        result = SFTTrainer(cfg, resume=args.resume, merge=args.merge).run(stop_at=args.stop_at)
-    for name, m in sorted(result["eval"].items()):
-        log.info(f"  {name:<14} loss {m['loss']:.4f}  ppl {m['ppl']:.2f}")
-    if not result["finished"]:
-        log.info(f"stopped at step {result['steps']}; continue with --resume")
-        return EXIT_OK
-    final = Path(cfg.out) / "final"
-    log.info(f"model: {final}" if cfg.peft.method == "full" else f"adapter: {final / 'adapter'}")
-    if args.merge:
-        with writing(final / "merged", "the merged model"):
-            log.info(f"merged model: {merge(final / 'adapter', final / 'merged')}")
-    return EXIT_OK
+    return _tune(args, SFTConfig, SFTTrainer, lambda m: f"loss {m['loss']:.4f}  ppl {m['ppl']:.2f}", ())
 
 
 def _cmd_dpo(args: argparse.Namespace) -> int:
+    from train.config import DPOConfig
+    from train.dpo import DPOTrainer
+
+    return _tune(args, DPOConfig, DPOTrainer, lambda m: f"loss {m['loss']:.4f}  reward accuracy {m['accuracy']:.3f}  "
+                 f"margin {m['margin']:.4f}", ("mixlab_dpo.json", "README.md"))
+
+
+def _tune(args: argparse.Namespace, config_cls: Any, trainer_cls: Any, describe: Any, keep: tuple[str, ...]) -> int:
+    """`train sft` and `train dpo`: train, print the held-out figures (``describe``: metrics -> text), and with
+    ``--merge`` write final/merged, copying the adapter's files named in ``keep`` beside it."""
     import shutil
 
     from train.checkpoint import writing
-    from train.config import DPOConfig
-    from train.dpo import DPOTrainer
     from train.sft import merge
 
     _training_arguments(args)
-    cfg = load_config(DPOConfig, args.config, args.overrides).resolve(args.config.resolve().parent)
+    cfg = load_config(config_cls, args.config, args.overrides).resolve(args.config.resolve().parent)
     logs.configure_libraries()
     with _interruptible(Path(cfg.out)):
-        result = DPOTrainer(cfg, resume=args.resume, merge=args.merge).run(stop_at=args.stop_at)
+        result = trainer_cls(cfg, resume=args.resume, merge=args.merge).run(stop_at=args.stop_at)
     for name, m in sorted(result["eval"].items()):
-        log.info(f"  {name:<14} loss {m['loss']:.4f}  reward accuracy {m['accuracy']:.3f}  margin {m['margin']:.4f}")
+        log.info(f"  {name:<14} {describe(m)}")
     if not result["finished"]:
         log.info(f"stopped at step {result['steps']}; continue with --resume")
         return EXIT_OK
@@ -178,7 +170,7 @@ def _cmd_dpo(args: argparse.Namespace) -> int:
     if args.merge:
         with writing(final / "merged", "the merged model"):
             merged = merge(final / "adapter", final / "merged")
-            for name in ("mixlab_dpo.json", "README.md"):
+            for name in keep:
                 shutil.copyfile(final / "adapter" / name, merged / name)
         log.info(f"merged model: {merged}")
     return EXIT_OK
