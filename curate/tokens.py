@@ -58,6 +58,17 @@ def _byte_histogram(data: np.ndarray) -> np.ndarray:
     return hist
 
 
+def _utf8_bytes(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes (uint8, zero-copy) and the texts' offsets into them (len(arr) + 1) of a string array; other
+    types are cast to large_string first."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = arr.cast(pa.large_string())
+    offsets_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=offsets_type)[arr.offset:arr.offset + len(arr) + 1]
+    buf = arr.buffers()[2]
+    return (np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)), offsets
+
+
 def estimate_tokens(texts: pa.Array | pa.ChunkedArray) -> float:
     """Estimated tokens of all of ``texts`` (a string or large_string array; nulls count 0): a histogram of the
     UTF-8 bytes, 16 MiB at a time, dotted with each byte value's weight (:data:`TOKENS_PER_CHAR` on the byte that
@@ -67,12 +78,7 @@ def estimate_tokens(texts: pa.Array | pa.ChunkedArray) -> float:
     for arr in chunks:
         if len(arr) == 0:
             continue
-        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-            arr = arr.cast(pa.large_string())
-        offsets_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-        offsets = np.frombuffer(arr.buffers()[1], dtype=offsets_type)[arr.offset:arr.offset + len(arr) + 1]
-        buf = arr.buffers()[2]
-        data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
+        data, offsets = _utf8_bytes(arr)
         start, end = int(offsets[0]), int(offsets[-1])
         for pos in range(start, end, _CHUNK):
             hist += _byte_histogram(data[pos:min(pos + _CHUNK, end)])
@@ -86,12 +92,7 @@ def document_estimates(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     chunks = texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]
     out: list[np.ndarray] = []
     for arr in chunks:
-        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-            arr = arr.cast(pa.large_string())
-        offsets_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-        offsets = np.frombuffer(arr.buffers()[1], dtype=offsets_type)[arr.offset:arr.offset + len(arr) + 1]
-        buf = arr.buffers()[2]
-        data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, dtype=np.uint8)
+        data, offsets = _utf8_bytes(arr)
         cum = np.concatenate([[0.0], np.cumsum(_WEIGHTS[data[:int(offsets[-1]) if len(offsets) else 0]])])
         out.append(cum[offsets[1:]] - cum[offsets[:-1]])
     return np.concatenate(out) if out else np.zeros(0, np.float64)

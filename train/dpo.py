@@ -39,7 +39,8 @@ from mixlab.logs import log
 from train import dpo_data, sft_data
 from train.config import DPOConfig, DPOParams
 from train.loop import IGNORE, Batch, Trainer, check_output, numel
-from train.sft import PEFT_WARNINGS, attach_adapter, check_data_files, continued_config, load_adapter, load_base
+from train.sft import (PEFT_WARNINGS, attach_adapter, chat_tokenizer, check_data_files, continued_config,
+                       load_adapter, load_base)
 from train.model import from_pretrained
 from train.model_card import base_reference
 from train.tokenizer import load_tokenizer
@@ -140,10 +141,7 @@ class DPOTrainer(Trainer):
             raise ConfigError(f"base: {cfg.base} is a {cfg.peft.method} adapter; `train dpo` continues lora and ia3 "
                               "adapters (merge it with `train sft --merge` and give the merged model)")
         super().__init__(cfg, resume)
-        self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.base, "tokenizer" if cfg.tokenizer else "base")
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.chat = sft_data.ChatFormat(self.tokenizer)
+        self.tokenizer, self.chat = chat_tokenizer(cfg.tokenizer, cfg.base)
         d = cfg.data
         self.prepared = dpo_data.prepare([(Path(f.path), f.format, f.weight) for f in d.files], self.chat, d.max_len,
                                          d.heldout_fraction, cfg.seed)

@@ -282,11 +282,4 @@ def report(prepared: PreparedPairs, level: int = logging.INFO, listed: int = 20)
                     f"{s.get('heldout', 0):>9,}{s.get('train', 0):>8,}{s.get('train_tokens', 0):>14,}"
                     f"{s.get('truncated', 0):>11,}")
     log.log(level, "DPO data (pairs):\n" + "\n".join(rows))
-    for p in prepared.problems[:listed]:
-        log.log(level, f"  skipped {p.file} {p.location}: {p.reason}")
-    if len(prepared.problems) > listed:
-        log.log(level, f"  ... and {len(prepared.problems) - listed:,} more")
-    for name, fields in prepared.unused.items():
-        for key, n in fields.items():
-            log.log(max(level, logging.WARNING), f"  unused field {key!r} in {n:,} records of {name}: mixlab does "
-                                                 "not read it")
+    sft_data.report_problems(prepared.problems, prepared.unused, level, listed)

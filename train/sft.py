@@ -305,6 +305,15 @@ def load_base(path: str, qlora: bool) -> Any:
     return from_pretrained(path, "base", dtype=torch.float32)
 
 
+def chat_tokenizer(tokenizer: str | None, base: str) -> tuple[Any, sft_data.ChatFormat]:
+    """The tokenizer of a tuning run (``tokenizer``, else the ``base`` model's; EOS pads when it has no pad token)
+    and the chat format built on it. Raises ConfigError for a directory without a tokenizer."""
+    tok = load_tokenizer(tokenizer or base, "tokenizer" if tokenizer else "base")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok, sft_data.ChatFormat(tok)
+
+
 class SFTTrainer(Trainer):
     task = "sft"
 
@@ -320,10 +329,7 @@ class SFTTrainer(Trainer):
         cfg, self.continued_base = continued_config(cfg)
         check_before_work(cfg, merge)
         super().__init__(cfg, resume)
-        self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.base, "tokenizer" if cfg.tokenizer else "base")
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.chat = sft_data.ChatFormat(self.tokenizer)
+        self.tokenizer, self.chat = chat_tokenizer(cfg.tokenizer, cfg.base)
         d = cfg.data
         self.prepared = sft_data.prepare([(Path(f.path), f.format, f.weight) for f in d.files], self.chat, d.max_len,
                                          d.train_on, d.heldout_fraction, cfg.seed)

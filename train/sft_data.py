@@ -776,6 +776,19 @@ def draw_epoch(per_file: list[tuple[str, float, list[Any]]], summary: dict[str, 
     return drawn
 
 
+def report_problems(problems: list[Problem], unused: dict[str, dict[str, int]], level: int, listed: int) -> None:
+    """Log the first ``listed`` skipped records with file, line and reason, then, at WARNING at least, each record
+    field mixlab does not read with the number of records of each file that have it."""
+    for p in problems[:listed]:
+        log.log(level, f"  skipped {p.file} {p.location}: {p.reason}")
+    if len(problems) > listed:
+        log.log(level, f"  ... and {len(problems) - listed:,} more")
+    for name, fields in unused.items():
+        for key, n in fields.items():
+            log.log(max(level, logging.WARNING), f"  unused field {key!r} in {n:,} records of {name}: mixlab does "
+                                                 "not read it")
+
+
 def report(prepared: Prepared, level: int = logging.INFO, listed: int = 20) -> None:
     """Log the per-file table (records, malformed, dropped because max_len cut every assistant token, held out,
     train examples and tokens, examples truncated to max_len) and the first ``listed`` skipped records with file,
@@ -789,14 +802,8 @@ def report(prepared: Prepared, level: int = logging.INFO, listed: int = 20) -> N
                     f"{s.get('heldout', 0):>9,}{s.get('train', 0):>8,}{s.get('train_tokens', 0):>14,}"
                     f"{s.get('label_tokens', 0):>14,}{s.get('truncated', 0):>11,}")
     log.log(level, "SFT data:\n" + "\n".join(rows))
-    for p in prepared.problems[:listed]:
-        log.log(level, f"  skipped {p.file} {p.location}: {p.reason}")
-    if len(prepared.problems) > listed:
-        log.log(level, f"  ... and {len(prepared.problems) - listed:,} more")
+    report_problems(prepared.problems, prepared.unused, level, listed)
     warn = max(level, logging.WARNING)
-    for name, fields in prepared.unused.items():
-        for key, n in fields.items():
-            log.log(warn, f"  unused field {key!r} in {n:,} records of {name}: mixlab does not read it")
     if any(s.get("train", 0) for s in prepared.summary.values()):
         for name, s in prepared.summary.items():
             if not s.get("train", 0):
