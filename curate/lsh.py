@@ -4,8 +4,9 @@ Nothing here loops over shingles in Python. The definitions are Arrow/NumPy: ``n
 lowercase, punctuation and symbols to spaces, CJK characters as words of their own), a whitespace split, and
 ``word_hashes``: a polynomial over each word's UTF-8 bytes (ASCII digits folded to 0) and a 64-bit finalizer; a
 word n-gram is a finalized weighted sum of its word hashes. ``shingle_hashes`` computes exactly that in one
-compiled pass over the bytes (``lsh_kernels``) after one that applies NFKC and lowercasing code point by code point
-where that is exact, with tables derived from Arrow's own normalization, regex and whitespace classes
+compiled pass over the bytes (``lsh_kernels``) that also applies NFKC and lowercasing code point by code point
+where that is exact (documents where it is not take Arrow's normalization first), with tables derived from Arrow's
+own normalization, regex and whitespace classes
 (``derive_shingle_tables``, shipped as ``data/shingle_tables.npz``); tests hold the two equal on every code point
 and on real multilingual text. Two signature schemes share the estimator (fraction of equal signature values)
 and the banding:
@@ -16,11 +17,13 @@ and the banding:
 - ``permutations``: classic MinHash, ``num_perm`` multiply-shift permutations ``(a*x + b) >> 32``, the minimum per
   document and permutation taken in one compiled loop over the shingles. O(shingles x num_perm).
 
-Every compiled loop has a NumPy twin that gives the same bits. A process uses the twins until it has handed them
-``KERNEL_MIN_BYTES`` of work, then the compiled loops: importing numba and initializing its compiler takes about
-0.9 s (see ``_load_kernels``), more than the twins spend on a small shard, so a run over a few documents never
-loads numba and a large run pays for it once (a map task over a larger input starts that load in a thread while
-it reads, ``kernels.preload``).
+The compiled loops load in one of two ways: built ahead of time into a C extension (``lsh_aot``: ``make`` builds
+it; it loads in milliseconds and is used from the first document) or, where that is absent or stale, compiled
+just in time by numba. Every compiled loop also has a NumPy twin that gives the same bits. Without the extension a
+process uses the twins until it has handed them ``KERNEL_MIN_BYTES`` of work, then numba's loops: importing numba
+and initializing its compiler takes about 0.9 s (see ``_load_kernels``), more than the twins spend on a small
+shard, so a run over a few documents never loads numba and a large run pays for it once (a map task over a larger
+input starts that load in a thread while it reads, ``kernels.preload``).
 """
 
 from __future__ import annotations
@@ -60,20 +63,37 @@ start-up: 2 MB keeps a small shard's run under a second and costs a large run at
 
 
 class _Kernels:
-    """Which implementation runs: the compiled loops of ``lsh_kernels`` (imported on first use, or loaded ahead in
-    a thread by :meth:`preload`) or the NumPy twins, by the work this process has done so far."""
+    """Which implementation runs: the compiled loops (the ahead-of-time extension of ``lsh_aot`` when it is built
+    and current; else numba's ``lsh_kernels``, imported on first use or loaded ahead in a thread by
+    :meth:`preload`) or the NumPy twins, by the work this process has done so far. ``aot``: False to ignore the
+    extension (tests of the JIT path)."""
 
-    def __init__(self) -> None:
+    def __init__(self, aot: bool = True) -> None:
         self.numpy_bytes = 0
         self.module: ModuleType | None = None
+        self.source = ""
+        """where ``module`` came from: ``"aot"`` or ``"jit"`` ("" while the twins run)"""
+        self._aot_checked = not aot
         self._loader: threading.Thread | None = None
         self._loaded: list[ModuleType] = []
         self._error: list[BaseException] = []
 
+    def _try_aot(self) -> None:
+        if self._aot_checked:
+            return
+        self._aot_checked = True
+        from curate import lsh_aot
+
+        module = lsh_aot.load()
+        if module is not None and self.module is None:
+            self.module, self.source = module, "aot"
+
     def preload(self) -> None:
         """Start loading the compiled loops in a background thread (once per process), so that numba's start
         overlaps work that releases the GIL, such as Arrow reading JSON; the first :meth:`get` that needs them
-        waits for it. Call it when this process is about to do more than ``KERNEL_MIN_BYTES`` of work."""
+        waits for it. Call it when this process is about to do more than ``KERNEL_MIN_BYTES`` of work. With the
+        ahead-of-time extension there is nothing to wait for: it is loaded here."""
+        self._try_aot()
         if self.module is not None or self._loader is not None:
             return
 
@@ -99,9 +119,10 @@ class _Kernels:
         or now worth loading for ``work_bytes`` more work; None (the NumPy twins) otherwise."""
         if compiled is False:
             return None
+        self._try_aot()
         if self.module is None and (compiled or self._loader is not None
                                     or self.numpy_bytes + work_bytes > KERNEL_MIN_BYTES):
-            self.module = self._wait()
+            self.module, self.source = self._wait(), "jit"
         if self.module is None:
             self.numpy_bytes += work_bytes
         return self.module
@@ -237,22 +258,6 @@ def shingle_tables() -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
-def _fold(text: pa.Array) -> pa.Array:
-    """``_nfkc_lower_non_ascii`` in one compiled pass, code point by code point; documents holding a code point
-    whose normalization depends on its neighbours (combining marks, jamo...) take the exact Arrow path."""
-    t = shingle_tables()
-    data, offsets = _utf8_buffers(text)
-    compiled = kernels.get(len(data), compiled=True)
-    assert compiled is not None
-    out, new_off, exact = compiled.fold_chars(data, offsets, t["rule"], t["exp_off"], t["exp_data"])
-    folded = pa.Array.from_buffers(pa.large_string(), len(text), [None, pa.py_buffer(new_off), pa.py_buffer(out)])
-    if exact.any():
-        mask = pa.array(exact)
-        exactly = _nfkc_lower_non_ascii(pc.filter(text, mask)).cast(pa.large_string())
-        folded = pc.replace_with_mask(folded, mask, exactly)
-    return folded
-
-
 def _utf8_buffers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """UTF-8 bytes and int64 offsets of a string array without nulls."""
     large = pa.types.is_large_string(text.type)
@@ -332,8 +337,29 @@ def shingle_hashes(text: pa.ChunkedArray | pa.Array, ngram: int, seed: int = 0, 
     k = kernels.get(text.nbytes, compiled)
     if k is None:
         return _shingle_hashes_numpy(text, ngram, seed)
-    data, offsets = _utf8_buffers(_fold(text))
-    return k.shingle_hashes(data, offsets, shingle_tables()["classes"], _position_multipliers(ngram, seed))
+    t, mult = shingle_tables(), _position_multipliers(ngram, seed)
+    tables = (t["classes"], mult, t["rule"], t["exp_off"], t["exp_data"])
+    hashes, offsets, exact = k.shingle_hashes(*_utf8_buffers(text), *tables, True)
+    if not exact.any():
+        return hashes, offsets
+    # documents whose normalization depends on context: NFKC and lowercase by Arrow, then shingled unfolded
+    which = np.flatnonzero(exact)
+    again, again_off, _ = k.shingle_hashes(*_utf8_buffers(_nfkc_lower_non_ascii(text.take(pa.array(which)))),
+                                           *tables, False)
+    return _splice(hashes, offsets, which, again, again_off)
+
+
+def _splice(values: np.ndarray, offsets: np.ndarray, which: np.ndarray, new: np.ndarray, new_offsets: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-document runs ``values``/``offsets`` with the runs of documents ``which`` (sorted indexes) replaced by
+    the runs of ``new``/``new_offsets`` (one per document of ``which``, in that order)."""
+    counts = np.diff(offsets)
+    counts[which] = np.diff(new_offsets)
+    begin = offsets[:-1].copy()
+    begin[which] = len(values) + new_offsets[:-1]
+    out_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    within = np.arange(out_off[-1]) - np.repeat(out_off[:-1], counts)
+    return np.concatenate([values, new])[np.repeat(begin, counts) + within], out_off
 
 
 def _shingle_hashes_numpy(text: pa.Array, ngram: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -355,6 +381,22 @@ def _shingle_hashes_numpy(text: pa.Array, ngram: int, seed: int) -> tuple[np.nda
             use = np.uint64(k) < width
             acc[use] += hashes[first[use] + k] * mult[k]
     return fmix64(acc ^ width), offsets
+
+
+def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per document, the sorted distinct high 32 bits of its shingle hashes (uint32; the set exact verification
+    compares), concatenated, and int64 per-document offsets into them. One sort of (document, value) keys: NumPy's
+    SIMD sort beats a compiled sort per document ~2x here."""
+    offsets = offsets.astype(np.int64)
+    n_docs = len(offsets) - 1
+    doc = np.repeat(np.arange(n_docs, dtype=U64), np.diff(offsets))
+    key = (doc << U64(32)) | (hashes >> U64(32))
+    key.sort()
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    key = key[first]
+    counts = np.bincount((key >> U64(32)).astype(np.int64), minlength=n_docs)
+    return key.astype(np.uint32), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

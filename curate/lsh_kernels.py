@@ -1,12 +1,13 @@
-"""Compiled (numba) loops behind ``curate.lsh``: NFKC + lowercase folded code point by code point, text to word
-shingle hashes in one pass over the UTF-8 bytes, one-permutation and k-permutation signatures, and the merges and
-gathers of exact verification.
+"""Compiled (numba) loops behind ``curate.lsh``: text to word shingle hashes in one pass over the UTF-8 bytes (NFKC
+and lowercase folded code point by code point on the way), one-permutation and k-permutation signatures, and the
+merges and gathers of exact verification.
 
 They compute exactly what the Arrow/NumPy definitions in ``lsh`` define (``normalize_for_shingles`` -> whitespace
 split -> ``word_hashes`` -> weighted n-gram sums), without materializing the normalized text, the word list or
 the dictionary of distinct words: per byte, one table lookup and one multiply-add. Compiled once per machine
-(``cache=True`` keeps the machine code beside this file, or in ``NUMBA_CACHE_DIR``). Imported by ``lsh`` only
-when a process has enough work for them: importing numba and initializing its compiler takes about 0.9 s.
+(``cache=True`` keeps the machine code beside this file, or in ``NUMBA_CACHE_DIR``), or ahead of time into a C
+extension (``lsh_aot``, from these same functions). ``lsh`` imports this module only without that extension and
+when a process has enough work for it: importing numba and initializing its compiler takes about 0.9 s.
 """
 
 from __future__ import annotations
@@ -43,14 +44,49 @@ def _code_point(data: np.ndarray, i: int, nb: int) -> np.int64:
         | np.int64(data[i + 3] & 0x3F)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _feed(buf: np.ndarray, i: int, nb: int, cls: np.uint8, h: np.uint64, p: np.uint64, w_len: int,
+          words: np.ndarray, n_words: int) -> tuple[np.uint64, np.uint64, int, int]:
+    """One code point (``buf[i:i+nb]``, of class ``cls``) into the word hash being built (``h``, next byte weight
+    ``p``, ``w_len`` bytes so far) or the word list; returns the new ``(h, p, w_len, n_words)``. ASCII letters are
+    lowercased and ASCII digits 1-9 folded to 0 here."""
+    one = np.uint64(1)
+    if cls == WORD:
+        for j in range(i, i + nb):
+            b = buf[j]
+            x = np.uint64(b + 32 if 65 <= b <= 90 else (48 if 49 <= b <= 57 else b))
+            h += (x + one) * p
+            p *= _BASE
+        return h, p, w_len + nb, n_words
+    if w_len:
+        words[n_words] = _fmix64(h ^ np.uint64(w_len))
+        n_words += 1
+        h, p, w_len = np.uint64(0), one, 0
+    if cls == OWN:  # the character itself, as a one-character word
+        for j in range(i, i + nb):
+            h += (np.uint64(buf[j]) + one) * p
+            p *= _BASE
+        words[n_words] = _fmix64(h ^ np.uint64(nb))
+        n_words += 1
+        h, p = np.uint64(0), one
+    return h, p, w_len, n_words
+
+
 @njit(cache=True, nogil=True)
-def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, mult: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of the word ``len(mult)``-shingles of documents ``data[offsets[i]:offsets[i+1]]`` (valid UTF-8, NFKC
-    and lowercased where not ASCII), flattened, and per-document offsets into them."""
+def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, mult: np.ndarray, rule: np.ndarray,
+                   exp_off: np.ndarray, exp_data: np.ndarray, fold: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hashes of the word ``len(mult)``-shingles of documents ``data[offsets[i]:offsets[i+1]]`` (UTF-8), flattened,
+    per-document offsets into them, and which documents need the exact path.
+
+    With ``fold``, each non-ASCII code point is first replaced by its lowercased NFKC expansion (``rule[cp]``
+    indexes ``exp_off``/``exp_data``; ``IDENTITY`` keeps it): a document holding a code point whose rule is
+    ``EXACT`` gets no shingles here and is flagged, for its caller to normalize exactly and pass again without
+    ``fold``. A word is a run of ``WORD`` code points between separators; an ``OWN`` code point is a word of its
+    own."""
     ngram = len(mult)
     n_docs = len(offsets) - 1
     sh_off = np.zeros(n_docs + 1, dtype=np.int64)
+    exact = np.zeros(n_docs, dtype=np.bool_)
     bound = 0
     for d in range(n_docs):
         bound += (offsets[d + 1] - offsets[d] + 1) // 2 + 1
@@ -60,15 +96,16 @@ def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, m
     n_out = 0
     for d in range(n_docs):
         i, end = offsets[d], offsets[d + 1]
-        if len(words) < (end - i + 1) // 2 + 1:  # room for the most words a document of this size can hold
-            words = np.empty(2 * ((end - i + 1) // 2 + 1), dtype=np.uint64)
+        budget = (end - i + 1) // 2 + 1  # the most words (and shingles) this many bytes can hold unexpanded
+        if len(words) < budget:
+            words = np.empty(2 * budget, dtype=np.uint64)
         n_words = 0
         h, p, w_len = np.uint64(0), one, 0
         while i < end:
             b = data[i]
-            if b < 0x80:  # ASCII: lowercase and digit folding by table, never a word of its own
+            if b < 0x80:  # ASCII (most bytes): _feed written out
                 if classes[b] == WORD:
-                    x = np.uint64(b + 32 if 65 <= b <= 90 else (48 if 49 <= b <= 57 else b))  # lowercase, 1-9 -> 0
+                    x = np.uint64(b + 32 if 65 <= b <= 90 else (48 if 49 <= b <= 57 else b))
                     h += (x + one) * p
                     p *= _BASE
                     w_len += 1
@@ -80,27 +117,30 @@ def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, m
                 continue
             nb = 2 if b < 0xE0 else (3 if b < 0xF0 else 4)
             if i + nb > end:  # a truncated sequence (not valid UTF-8): part of a word, never read past the end
-                cls, nb = WORD, end - i
+                h, p, w_len, n_words = _feed(data, i, end - i, WORD, h, p, w_len, words, n_words)
+                break
+            cp = _code_point(data, i, nb)
+            r = rule[cp] if fold and cp < len(rule) else IDENTITY
+            if r == EXACT:
+                exact[d] = True
+                break
+            if r == IDENTITY:
+                h, p, w_len, n_words = _feed(data, i, nb, classes[cp % len(classes)], h, p, w_len, words, n_words)
             else:
-                cls = classes[_code_point(data, i, nb) % len(classes)]
-            if cls == WORD:
-                for j in range(i, i + nb):
-                    h += (np.uint64(data[j]) + one) * p
-                    p *= _BASE
-                w_len += nb
-            else:
-                if w_len:
-                    words[n_words] = _fmix64(h ^ np.uint64(w_len))
-                    n_words += 1
-                    h, p, w_len = np.uint64(0), one, 0
-                if cls == OWN:  # the character itself, as a one-character word
-                    for j in range(i, i + nb):
-                        h += (np.uint64(data[j]) + one) * p
-                        p *= _BASE
-                    words[n_words] = _fmix64(h ^ np.uint64(nb))
-                    n_words += 1
-                    h, p = np.uint64(0), one
+                j, j_end = exp_off[r], exp_off[r + 1]
+                if n_words + (j_end - j) + (end - i + 1) // 2 + 2 > budget:
+                    exact[d] = True  # may hold more words than its bytes: rare, left to the exact path
+                    break
+                while j < j_end:
+                    e = exp_data[j]
+                    enb = 1 if e < 0x80 else (2 if e < 0xE0 else (3 if e < 0xF0 else 4))
+                    ecls = classes[e] if enb == 1 else classes[_code_point(exp_data, j, enb) % len(classes)]
+                    h, p, w_len, n_words = _feed(exp_data, j, enb, ecls, h, p, w_len, words, n_words)
+                    j += enb
             i += nb
+        if exact[d]:
+            sh_off[d + 1] = n_out
+            continue
         if w_len:
             words[n_words] = _fmix64(h ^ np.uint64(w_len))
             n_words += 1
@@ -113,67 +153,7 @@ def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, m
             out[n_out] = _fmix64(acc ^ np.uint64(width))
             n_out += 1
         sh_off[d + 1] = n_out
-    return out[:n_out].copy(), sh_off
-
-
-@njit(cache=True, nogil=True)
-def _fold_doc(data: np.ndarray, start: int, end: int, rule: np.ndarray, exp_off: np.ndarray, exp_data: np.ndarray,
-              out: np.ndarray, o: int) -> int:
-    """Bytes of the folded document (written at ``out[o:]`` when ``out`` is given), or -1 when it holds a code
-    point whose rule is ``EXACT``."""
-    n = 0
-    i = start
-    write = len(out) > 0
-    while i < end:
-        b = data[i]
-        if b < 0x80:
-            if write:
-                out[o + n] = b
-            n += 1
-            i += 1
-            continue
-        nb = 2 if b < 0xE0 else (3 if b < 0xF0 else 4)
-        nb = min(nb, end - i)  # a truncated sequence (not valid UTF-8) is left as it is
-        cp = _code_point(data, i, nb) if nb > 1 else np.int64(-1)
-        r = rule[cp] if 0 <= cp < len(rule) else IDENTITY
-        if r == EXACT:
-            return -1
-        if r == IDENTITY:
-            if write:
-                out[o + n:o + n + nb] = data[i:i + nb]
-            n += nb
-        else:
-            lo, hi = exp_off[r], exp_off[r + 1]
-            if write:
-                out[o + n:o + n + hi - lo] = exp_data[lo:hi]
-            n += hi - lo
-        i += nb
-    return n
-
-
-@njit(cache=True, nogil=True)
-def fold_chars(data: np.ndarray, offsets: np.ndarray, rule: np.ndarray, exp_off: np.ndarray, exp_data: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each document with every non-ASCII code point replaced by its expansion (``rule[cp]`` indexes
-    ``exp_off``; ``IDENTITY`` keeps it), as new UTF-8 data and offsets, and which documents were left as they are
-    because they hold a code point whose rule is ``EXACT``."""
-    n_docs = len(offsets) - 1
-    new_off = np.zeros(n_docs + 1, dtype=np.int64)
-    exact = np.zeros(n_docs, dtype=np.bool_)
-    none = np.empty(0, dtype=np.uint8)
-    for d in range(n_docs):
-        n = _fold_doc(data, offsets[d], offsets[d + 1], rule, exp_off, exp_data, none, 0)
-        if n < 0:
-            exact[d] = True
-            n = offsets[d + 1] - offsets[d]
-        new_off[d + 1] = new_off[d] + n
-    out = np.empty(new_off[n_docs], dtype=np.uint8)
-    for d in range(n_docs):
-        if exact[d]:
-            out[new_off[d]:new_off[d + 1]] = data[offsets[d]:offsets[d + 1]]
-        else:
-            _fold_doc(data, offsets[d], offsets[d + 1], rule, exp_off, exp_data, out, new_off[d])
-    return out, new_off, exact
+    return out[:n_out].copy(), sh_off, exact
 
 
 @njit(cache=True, nogil=True)

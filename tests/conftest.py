@@ -17,6 +17,35 @@ QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 
 
 @pytest.fixture(scope="session")
+def aot_loops(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The ahead-of-time compiled MinHash loops (``curate.lsh_aot``): the ones ``make`` built into curate/, or,
+    where they are absent or stale, built here into a temporary directory (~15 s), so that tests of them never
+    skip."""
+    from curate import lsh_aot
+
+    module = lsh_aot.load()
+    if module is None:
+        where = tmp_path_factory.mktemp("lsh_aot")
+        lsh_aot.build(where)
+        module = lsh_aot.load(where)
+    assert module is not None
+    return module
+
+
+@pytest.fixture(params=["aot", "jit"])
+def compiled_loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once with each way of loading the compiled loops as ``curate.lsh.kernels``: the ahead-of-time
+    extension, and numba's just-in-time compiled ``lsh_kernels``. Returns which."""
+    from curate import lsh
+
+    gate = lsh._Kernels(aot=False)
+    if request.param == "aot":
+        gate.module, gate.source = request.getfixturevalue("aot_loops"), "aot"
+    monkeypatch.setattr(lsh, "kernels", gate)
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
 def quickstart_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The quickstart's English KenLM model, trained as `make demo` trains it."""
     from curate.cli import main

@@ -70,8 +70,8 @@ def test_pyarrow_converts_pandas_objects_once_something_needs_pandas() -> None:
     assert (pandas_before, frame) == ("False", "DataFrame") and categorical.startswith("dictionary<")
 
 
-def test_kernels_load_only_once_a_process_has_done_enough_work_on_the_twins() -> None:
-    gate = lsh._Kernels()
+def test_without_the_ahead_of_time_extension_numba_loads_only_once_a_process_has_done_enough_work() -> None:
+    gate = lsh._Kernels(aot=False)
 
     assert gate.get(lsh.KERNEL_MIN_BYTES // 2) is None
     assert gate.get(lsh.KERNEL_MIN_BYTES // 2) is None
@@ -80,8 +80,15 @@ def test_kernels_load_only_once_a_process_has_done_enough_work_on_the_twins() ->
     assert gate.get(1) is not None and gate.get(1, compiled=False) is None
 
 
+def test_with_the_ahead_of_time_extension_the_compiled_loops_run_from_the_first_byte(aot_loops: object) -> None:
+    gate = lsh._Kernels(aot=False)
+    gate.module, gate.source = aot_loops, "aot"
+
+    assert gate.get(1) is aot_loops and gate.get(1, compiled=False) is None
+
+
 def test_a_forced_choice_overrides_the_work_count() -> None:
-    gate = lsh._Kernels()
+    gate = lsh._Kernels(aot=False)
 
     assert gate.get(10 * lsh.KERNEL_MIN_BYTES, compiled=False) is None
     assert gate.get(1, compiled=True) is not None
@@ -95,7 +102,7 @@ def twin_texts() -> list[str]:
 
 
 @pytest.mark.parametrize("ngram", [1, 5])
-def test_numpy_shingle_hashes_are_the_compiled_bits(ngram: int) -> None:
+def test_numpy_shingle_hashes_are_the_compiled_bits(ngram: int, compiled_loops: str) -> None:
     text = pa.array(["sliced off"] + twin_texts()).slice(1)
 
     twin = lsh.shingle_hashes(text, ngram, seed=11, compiled=False)
@@ -105,7 +112,7 @@ def test_numpy_shingle_hashes_are_the_compiled_bits(ngram: int) -> None:
 
 
 @pytest.mark.parametrize("num_perm", [2, 64, 128])
-def test_numpy_signatures_are_the_compiled_bits(num_perm: int) -> None:
+def test_numpy_signatures_are_the_compiled_bits(num_perm: int, compiled_loops: str) -> None:
     hashes, offsets = lsh.shingle_hashes(pa.array(TRICKY * 20 + ["", "a b"]), 5, seed=3, compiled=True)
     a, b = lsh.permutations(num_perm, 5)
 
@@ -116,7 +123,7 @@ def test_numpy_signatures_are_the_compiled_bits(num_perm: int) -> None:
     assert (oph[0][-2] == lsh.EMPTY).all()  # the empty document
 
 
-def test_numpy_verification_merges_and_gathers_are_the_compiled_ones() -> None:
+def test_numpy_verification_merges_and_gathers_are_the_compiled_ones(compiled_loops: str) -> None:
     rng = np.random.default_rng(0)
     sets_a = [np.unique(rng.integers(0, 90, k)).astype(np.uint32) for k in rng.integers(0, 70, 400)]
     sets_b = [np.unique(rng.integers(0, 90, k)).astype(np.uint32) for k in rng.integers(0, 70, 400)]
@@ -147,16 +154,17 @@ def test_the_readers_blank_text_characters_are_every_whitespace_character() -> N
 
 
 def test_loading_the_compiled_loops_skips_scipy_linear_algebra() -> None:
-    code = ("import sys, pyarrow as pa; from curate import lsh; "
-            "lsh.shingle_hashes(pa.array(['a b c']), 2, compiled=True); print('scipy.linalg' in sys.modules)")
+    code = ("import sys, pyarrow as pa; from curate import lsh; lsh.kernels = lsh._Kernels(aot=False); "
+            "lsh.shingle_hashes(pa.array(['a b c']), 2, compiled=True); "
+            "print('numba' in sys.modules, 'scipy.linalg' in sys.modules)")
 
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
 
-    assert r.stdout.strip() == "False"
+    assert r.stdout.strip() == "True False"
 
 
 def test_preloaded_compiled_loops_serve_the_next_call_whatever_its_size() -> None:
-    gate = lsh._Kernels()
+    gate = lsh._Kernels(aot=False)
 
     gate.preload()
 
@@ -169,7 +177,7 @@ def test_a_minhash_map_task_preloads_the_compiled_loops_only_for_more_than_kerne
     from curate.steps.minhash import MinhashDedup, MinhashParams
 
     step = MinhashDedup(MinhashParams(), StepContext(seed=0, partitions=1))
-    monkeypatch.setattr(lsh, "kernels", lsh._Kernels())
+    monkeypatch.setattr(lsh, "kernels", lsh._Kernels(aot=False))
     step.prepare(lsh.KERNEL_MIN_BYTES)
     assert lsh.kernels._loader is None
     step.prepare(lsh.KERNEL_MIN_BYTES + 1)

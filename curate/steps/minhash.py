@@ -446,13 +446,5 @@ def _unique_pairs(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def _shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.Array:
     """Per document: its sorted, unique 32-bit shingle hashes (the set exact verification compares)."""
-    n_docs = len(offsets) - 1
-    doc = np.repeat(np.arange(n_docs, dtype=np.uint64), np.diff(offsets))
-    key = (doc << np.uint64(32)) | (hashes >> np.uint64(32))
-    key.sort()
-    first = np.ones(len(key), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
-    key = key[first]
-    counts = np.bincount((key >> np.uint64(32)).astype(np.int64), minlength=n_docs)
-    new_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return pa.LargeListArray.from_arrays(pa.array(new_off), pa.array(key.astype(np.uint32), pa.uint32()))
+    values, new_off = lsh.shingle_sets(hashes, offsets)
+    return pa.LargeListArray.from_arrays(pa.array(new_off), pa.array(values, pa.uint32()))

@@ -1,0 +1,86 @@
+"""The ahead-of-time compiled MinHash loops (``curate.lsh_aot``): used only when they match ``lsh_kernels.py``,
+the numba/NumPy/Python they were built with and their own checksum; otherwise numba's JIT runs the same loops.
+(That they give the same bits as the JIT and the NumPy twins is held by the ``compiled_loops`` tests of
+``test_startup`` and ``test_shingles``.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pyarrow as pa
+import pytest
+
+from curate import lsh, lsh_aot
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def built_copy(aot_loops: ModuleType, tmp_path: Path) -> Path:
+    """A directory holding a copy of a usable extension and its ``_lsh_aot.json``."""
+    src = Path(aot_loops.__file__).parent
+    for f in (lsh_aot.extension_path(src), src / "_lsh_aot.json"):
+        shutil.copy2(f, tmp_path / f.name)
+    assert lsh_aot.why_not(tmp_path) is None
+    return tmp_path
+
+
+def test_an_extension_built_from_other_kernel_source_is_not_used(built_copy: Path) -> None:
+    meta = json.loads((built_copy / "_lsh_aot.json").read_text())
+    (built_copy / "_lsh_aot.json").write_text(json.dumps({**meta, "kernels_sha256": "0" * 64}))
+
+    assert "stale: built for kernels_sha256" in (lsh_aot.why_not(built_copy) or "")
+    assert lsh_aot.load(built_copy) is None
+
+
+def test_an_extension_built_with_another_numba_is_not_used(built_copy: Path) -> None:
+    meta = json.loads((built_copy / "_lsh_aot.json").read_text())
+    (built_copy / "_lsh_aot.json").write_text(json.dumps({**meta, "numba": "0.1.0"}))
+
+    assert "stale: built for numba '0.1.0'" in (lsh_aot.why_not(built_copy) or "")
+
+
+def test_a_damaged_extension_is_caught_by_its_checksum_and_not_loaded(built_copy: Path) -> None:
+    ext = lsh_aot.extension_path(built_copy)
+    data = bytearray(ext.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ext.write_bytes(bytes(data))
+
+    assert "does not match its checksum" in (lsh_aot.why_not(built_copy) or "")
+    assert lsh_aot.load(built_copy) is None
+
+
+def test_a_directory_without_the_extension_says_how_to_build_it(tmp_path: Path) -> None:
+    assert lsh_aot.why_not(tmp_path) == "not built (python -m curate.lsh_aot builds it)"
+
+
+def test_check_exits_1_naming_the_reason_and_0_when_usable(built_copy: Path, tmp_path_factory: pytest.TempPathFactory
+                                                           ) -> None:
+    empty = tmp_path_factory.mktemp("empty")
+    cmd = [sys.executable, "-m", "curate.lsh_aot", "--check", "--dir"]
+
+    usable = subprocess.run([*cmd, str(built_copy)], cwd=ROOT, capture_output=True, text=True)
+    absent = subprocess.run([*cmd, str(empty)], cwd=ROOT, capture_output=True, text=True)
+
+    assert usable.returncode == 0 and usable.stdout.strip().endswith(": usable")
+    assert absent.returncode == 1 and "not built" in absent.stdout
+
+
+def test_with_the_extension_a_large_minhash_run_never_starts_numba(aot_loops: ModuleType, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from curate.steps.base import StepContext
+    from curate.steps.minhash import MinhashDedup, MinhashParams
+
+    gate = lsh._Kernels(aot=False)
+    gate.module, gate.source = aot_loops, "aot"
+    monkeypatch.setattr(lsh, "kernels", gate)
+    step = MinhashDedup(MinhashParams(), StepContext(seed=0, partitions=1))
+
+    step.prepare(10 * lsh.KERNEL_MIN_BYTES)
+    hashes, _ = lsh.shingle_hashes(pa.array(["one two three four five six"] * 3), 5)
+
+    assert gate._loader is None and gate.source == "aot" and len(hashes) == 6
