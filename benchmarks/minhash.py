@@ -66,7 +66,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dedup_data as dd  # noqa: E402
 from contention import LoadMeter, timed_alone  # noqa: E402
-from report import ROOT, WORK as BENCH_WORK, command_line, git_commit, markdown, print_and_record  # noqa: E402
+from report import (ROOT, WORK as BENCH_WORK, command_line, git_commit, markdown, print_and_record,  # noqa: E402
+                    process_env)
 from source_texts import vocabulary  # noqa: E402
 
 WORK = BENCH_WORK / "minhash"
@@ -113,7 +114,7 @@ def timed_process(cmd: list[str], cwd: Path, log: Path | None = None) -> tuple[f
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(log or os.devnull, "w") as out:
-        subprocess.run(cmd, check=True, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        subprocess.run(cmd, check=True, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=process_env())
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -50,6 +50,13 @@ def torch_machine_line(device: str, *packages: str) -> str:
             f"device {device}")
 
 
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment of a timed child process: this one's plus ``extra``, without ``PYTHONDONTWRITEBYTECODE`` (a
+    user's Python caches the bytecode it compiles, so a warm run loads modules instead of compiling them again)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **extra}
+
+
 def git_commit() -> str:
     """Short hash of HEAD (``git rev-parse --short HEAD``)."""
     r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)

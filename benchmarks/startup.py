@@ -8,13 +8,15 @@ What it measures, for each recipe (one English document of ~90 words that every 
 
 each run a fresh ``python -m curate.cli run RECIPE -q --output NEW_DIR`` process:
 
-* warm: ``--runs`` processes one after another (bytecode and caches in place); wall seconds (from process start to
-  exit) and CPU seconds (user + system of the process), median and best;
+* warm: ``--runs`` processes one after another (bytecode and caches in place: the timed processes run without
+  ``PYTHONDONTWRITEBYTECODE``, as a user's do); wall seconds (from process start to exit) and CPU seconds (user +
+  system of the process), median and best;
 * warm with card figures: the same with ``output.card_plots: true`` (by default, ``auto``, a run that read fewer
   than 1,000 documents writes its card without figures): what the figures cost;
 * cold: the first run of a fresh copy of ``curate/`` and ``mixlab/`` (no ``__pycache__``: Python compiles them)
-  with an empty ``NUMBA_CACHE_DIR``: what a user meets once after installing or changing the code; median and
-  best of ``--cold-runs`` copies;
+  with an empty ``NUMBA_CACHE_DIR`` (the ahead-of-time MinHash loops that ``make`` builds, ``curate/lsh_aot.py``,
+  are copied with the code): what a user meets once after installing or changing the code; median and best of
+  ``--cold-runs`` copies;
 * where the time goes: one more warm run under ``-X importtime`` (seconds of imports, which heavy libraries were
   imported: numba, pandas, torch, matplotlib...) and one under cProfile (cumulative seconds of the run itself, of
   writing the data card, and of drawing its figures; profiler overhead included).
@@ -48,7 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contention import LoadMeter  # noqa: E402
-from report import ROOT, WORK as BENCH_WORK, command_line, git_commit, markdown, print_and_record  # noqa: E402
+from report import ROOT, WORK as BENCH_WORK, command_line, git_commit, markdown, print_and_record, process_env  # noqa: E402
 
 WORK = BENCH_WORK / "startup"
 DOCUMENT = (
@@ -109,7 +111,7 @@ def run_once(recipe: Path, out: Path, env: dict[str, str] | None = None, python_
     meter.start()
     t0 = time.perf_counter()
     with open(stderr or os.devnull, "w") as err, open(stdout or os.devnull, "w") as std:
-        r = subprocess.run(cmd, cwd=recipe.parent, env={**os.environ, **(env or {})}, stdout=std, stderr=err)
+        r = subprocess.run(cmd, cwd=recipe.parent, env=process_env(**(env or {})), stdout=std, stderr=err)
     wall = time.perf_counter() - t0
     other = meter.stop()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
