@@ -1,5 +1,6 @@
 """The data card: a Hugging Face dataset card (``card.md``, YAML front matter + Markdown) and its figures, written
-from the manifest, the step statistics and one read of the corpus's shards.
+from the manifest, the step statistics and the counts of the corpus's kept documents (:class:`DomainCounts`: made
+while `curate run` writes the shards, or by one read of the shards for `curate card`).
 
 The card follows the Hugging Face dataset card (https://huggingface.co/docs/hub/datasets-cards): front matter with
 ``language``, ``license`` (each source's ``license:`` in the recipe), ``size_categories``, ``task_categories`` and
@@ -17,13 +18,16 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
 import numpy as np
 
 from curate import languages
 from mixlab.errors import RunError
 from mixlab.logs import log
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 LENGTH_EDGES = [round(10 ** (k / 4), 3) for k in range(4, 33)]
 """bin edges of document length in UTF-8 bytes: 10 B to 100 MB, 4 bins per decade"""
@@ -46,22 +50,24 @@ _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K
 
 
 def write_card(root: Path, manifest: dict[str, Any], card_path: Path | None = None,
-               plots: bool | Literal["auto"] = True) -> None:
+               plots: bool | Literal["auto"] = True,
+               counts: Mapping[str, DomainCounts] | None = None) -> None:
     """Write the data card of the corpus at ``root`` (``manifest``: its manifest, written or about to be) to
     ``card_path`` (default ``root/card.md``) and its figures as PNG files into the folder of the card's name
     beside it (``root/card/``), each file atomically. ``plots``: draw the figures (True), not (False), or only when
     the run read at least :data:`PLOTS_MIN_READ` documents (``"auto"``, the recipe's ``output.card_plots``
     default); a card without them says why in one line. Figures no longer drawn are deleted from that folder (only
     names `curate.card_plots` draws). Reads ``root/stats/``, ``root/mixture.json`` when present, and the
-    ``text``/``lang`` and annotation columns of the data shards (plus the removed shards when all were kept);
-    raises RunError naming a stats file, ``mixture.json`` or shard that is damaged or missing, OSError when a file
-    cannot be read or written. A card written outside the corpus says where the corpus is, relative to the card.
-    Without matplotlib the card is written without figures and one line says so."""
+    ``text``/``lang`` and annotation columns of the data shards of each domain not in ``counts`` (domain ->
+    :class:`DomainCounts` of its kept documents; the card is the same either way), plus the removed shards when
+    all were kept; raises RunError naming a stats file, ``mixture.json`` or shard that is damaged or missing,
+    OSError when a file cannot be read or written. A card written outside the corpus says where the corpus is,
+    relative to the card. Without matplotlib the card is written without figures and one line says so."""
     from curate import card_plots
 
     path = card_path or root / "card.md"
     folder = path.with_suffix("")
-    facts = collect(root, manifest)
+    facts = collect(root, manifest, counts)
     if path.parent.resolve() != root.resolve():
         facts["corpus_dir"] = _relative(root, path.parent)
     figures: dict[str, str] = {}
@@ -156,10 +162,109 @@ def _batches(root: Path, shards: list[dict[str, Any]], columns: list[str]) -> It
             raise _damaged(root, root / shard["path"], f"not a readable Parquet file: {e}") from None
 
 
-def _floats(batch: dict[str, Any], column: str) -> np.ndarray:
+def _floats(batch: Mapping[str, Any], column: str) -> np.ndarray:
     if column not in batch:
         return np.full(0, np.nan)
     return batch[column].to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def perplexity_lang(steps: list[dict[str, Any]]) -> str | None:
+    """The language the recipe's ``perplexity`` step scores every document in (its ``lang`` parameter), or None
+    when each document's ``lang`` column decides. ``steps``: the recipe's steps as ``Recipe.to_dict`` writes them
+    (``[{name: params}]``, the manifest's ``recipe.steps``)."""
+    ppl_step = next((s for s in steps if "perplexity" in s), {}).get("perplexity")
+    return ppl_step.get("lang") if ppl_step else None
+
+
+def _add_perplexity(hists: dict[str, np.ndarray], batch: Mapping[str, Any], ppl_lang: str | None) -> None:
+    """Add the ``ppl`` values of ``batch`` to ``hists`` (language -> counts per :data:`PPL_EDGES` bin); a
+    language is ``ppl_lang`` when given, else the ``lang`` column's (``"None"`` where null)."""
+    values = _floats(batch, "ppl")
+    if not len(values):
+        return
+    lang = (np.full(len(values), ppl_lang, dtype=object) if ppl_lang else
+            np.asarray(batch["lang"].to_pylist() if "lang" in batch else [None] * len(values), dtype=object))
+    for code in set(lang[~np.isnan(values)].tolist()):
+        hist = hists.setdefault(str(code), np.zeros(len(PPL_EDGES) - 1, np.int64))
+        hist += _counts(values[lang == code], PPL_EDGES)
+
+
+def _add_groups(exact: Counter[int], near: Counter[int], batch: Mapping[str, Any]) -> None:
+    """Count the duplicate group size of each document of ``batch`` in a group (``exact_copies`` of exact_dedup,
+    ``dup_count`` of minhash_dedup; 2 or more)."""
+    for column, counter in (("exact_copies", exact), ("dup_count", near)):
+        sizes = _floats(batch, column)
+        counter.update(int(s) for s in sizes[sizes >= 2])
+
+
+KEPT_COLUMNS = ["id", "text", "lang", "url", "ppl", "exact_copies", "dup_count"]
+"""the data shards' columns the card counts (those a shard has)"""
+
+
+class DomainCounts:
+    """What the card shows of one domain's kept documents, counted batch by batch in fixed bins (memory does not
+    grow with the corpus): the length histogram over :data:`LENGTH_EDGES` and the text bytes, documents per
+    ``lang`` (``none`` where null, in order of first appearance), the first document as an example (text cut at
+    :data:`EXAMPLE_CHARS`), the kept documents' perplexity histograms per language over :data:`PPL_EDGES` and the
+    sizes of their duplicate groups. The finalize task counts them while it writes the domain's shards
+    (`curate.tasks.run_finalize_domain`, kept in its stats as :meth:`to_json`); :func:`collect` counts them from
+    the shards when they are not given. ``ppl_lang``: :func:`perplexity_lang` of the recipe."""
+
+    def __init__(self, ppl_lang: str | None = None) -> None:
+        self.ppl_lang = ppl_lang
+        self.length = np.zeros(len(LENGTH_EDGES) - 1, np.int64)
+        self.bytes = 0
+        self.langs: Counter[str] = Counter()
+        self.example: dict[str, Any] | None = None
+        self.ppl: dict[str, np.ndarray] = {}
+        self.exact: Counter[int] = Counter()
+        self.near: Counter[int] = Counter()
+
+    def add(self, batch: pa.Table | pa.RecordBatch | Mapping[str, Any]) -> None:
+        """Count the documents of ``batch``, in corpus order: a ``pyarrow.Table`` or ``{column: array}`` with at
+        least ``text`` (other :data:`KEPT_COLUMNS` counted when present)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if isinstance(batch, (pa.Table, pa.RecordBatch)):
+            batch = {c: batch[c] for c in KEPT_COLUMNS if c in batch.column_names}
+        size = pc.binary_length(batch["text"]).to_numpy(zero_copy_only=False).astype(np.float64)
+        self.length += _counts(size, LENGTH_EDGES)
+        self.bytes += int(size.sum())
+        lang = batch["lang"].to_pylist() if "lang" in batch else [None] * len(size)
+        self.langs.update(NO_LANG if x is None else x for x in lang)
+        if self.example is None and len(size):
+            text = batch["text"][0].as_py()
+            self.example = {"id": batch["id"][0].as_py(), "lang": lang[0],
+                            "url": batch["url"][0].as_py() if "url" in batch else None,
+                            "bytes": int(size[0]), "text": text[:EXAMPLE_CHARS],
+                            "truncated": len(text) > EXAMPLE_CHARS}
+        _add_perplexity(self.ppl, batch, self.ppl_lang)
+        _add_groups(self.exact, self.near, batch)
+
+    def to_json(self) -> dict[str, Any]:
+        """The counts as a JSON object (:meth:`from_json` reads it back)."""
+        return {"length_counts": self.length.tolist(), "bytes": self.bytes, "langs": dict(self.langs),
+                "example": self.example, "ppl": {code: h.tolist() for code, h in self.ppl.items()},
+                "exact": {str(k): n for k, n in self.exact.items()},
+                "near": {str(k): n for k, n in self.near.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DomainCounts:
+        """The counts :meth:`to_json` wrote. Raises KeyError or ValueError when ``data`` is not of that form."""
+        counts = cls()
+        counts.length = np.asarray(data["length_counts"], np.int64)
+        if counts.length.shape != (len(LENGTH_EDGES) - 1,):
+            raise ValueError(f"length_counts: {len(counts.length)} bins, not {len(LENGTH_EDGES) - 1}")
+        counts.bytes = int(data["bytes"])
+        counts.langs = Counter({str(k): int(n) for k, n in data["langs"].items()})
+        counts.example = data["example"]
+        counts.ppl = {code: np.asarray(h, np.int64) for code, h in data["ppl"].items()}
+        if any(h.shape != (len(PPL_EDGES) - 1,) for h in counts.ppl.values()):
+            raise ValueError(f"ppl: histograms not of {len(PPL_EDGES) - 1} bins")
+        counts.exact = Counter({int(k): int(n) for k, n in data["exact"].items()})
+        counts.near = Counter({int(k): int(n) for k, n in data["near"].items()})
+        return counts
 
 
 def _later_removed(manifest: dict[str, Any], step: str, own: bool) -> list[dict[str, Any]]:
@@ -172,71 +277,53 @@ def _later_removed(manifest: dict[str, Any], step: str, own: bool) -> list[dict[
     return [s for name in after for s in manifest["removed"].get(name, [])]
 
 
-def collect(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def collect(root: Path, manifest: dict[str, Any], counts: Mapping[str, DomainCounts] | None = None
+            ) -> dict[str, Any]:
     """Everything the card shows beyond the manifest: ``stats`` (step -> its stats file), ``mixture``
     (``mixture.json`` or None), ``langs`` (domain -> {lang or ``none``: kept documents}), ``examples``
     (``[{domain, id, lang, url, bytes, text, truncated}]``, text cut at ``EXAMPLE_CHARS``) and ``figures``
     (figure name -> the numbers it draws, in the form `curate.card_plots` documents; only figures with data).
-    Reads each data shard once, and the removed shards of the steps from perplexity and after each dedup step
-    when the run kept all removed documents; memory does not grow with the corpus (fixed histogram bins)."""
-    import pyarrow.compute as pc
-
+    ``counts``: domain -> :class:`DomainCounts` of its kept documents, counted as its shards were written; the
+    data shards of a domain not in it are read once to count them. Also reads the removed shards of the steps
+    from perplexity and after each dedup step when the run kept all removed documents; memory does not grow with
+    the corpus (fixed histogram bins)."""
     steps = [f["step"] for f in manifest["funnel"]]
     stats = {s: _read_json(root, root / "stats" / f"{s}.json") for s in steps
              if (root / "stats" / f"{s}.json").exists()}
     mixture_file = root / "mixture.json"
     mixture = _read_json(root, mixture_file, "weights") if mixture_file.exists() else None
-    ppl_step = next((s for s in manifest["recipe"]["steps"] if "perplexity" in s), {}).get("perplexity")
-    ppl_lang = ppl_step.get("lang") if ppl_step else None
+    ppl_lang = perplexity_lang(manifest["recipe"]["steps"])
     langs: dict[str, Counter[str]] = {}
     lengths: dict[str, dict[str, Any]] = {}
-    ppl: dict[str, dict[str, np.ndarray]] = {}
+    kept_ppl: dict[str, np.ndarray] = {}
+    removed_ppl: dict[str, np.ndarray] = {}
     exact: Counter[int] = Counter()
     near: Counter[int] = Counter()
     examples: list[dict[str, Any]] = []
-
-    def add_ppl(batch: dict[str, Any], kind: str) -> None:
-        values = _floats(batch, "ppl")
-        if not len(values):
-            return
-        lang = (np.full(len(values), ppl_lang, dtype=object) if ppl_lang else
-                np.asarray(batch["lang"].to_pylist() if "lang" in batch else [None] * len(values), dtype=object))
-        for code in set(lang[~np.isnan(values)].tolist()):
-            entry = ppl.setdefault(str(code), {k: np.zeros(len(PPL_EDGES) - 1, np.int64) for k in ("kept", "removed")})
-            entry[kind] += _counts(values[lang == code], PPL_EDGES)
-
-    def add_groups(batch: dict[str, Any]) -> None:
-        for column, counter in (("exact_copies", exact), ("dup_count", near)):
-            sizes = _floats(batch, column)
-            counter.update(int(s) for s in sizes[sizes >= 2])
-
-    wanted = ["id", "text", "lang", "url", "ppl", "exact_copies", "dup_count"]
+    empty = np.zeros(len(PPL_EDGES) - 1, np.int64)
     for domain, v in manifest["domains"].items():
-        counts = np.zeros(len(LENGTH_EDGES) - 1, np.int64)
-        total_bytes, found = 0, Counter[str]()
-        for batch in _batches(root, v["shards"], wanted):
-            size = pc.binary_length(batch["text"]).to_numpy(zero_copy_only=False).astype(np.float64)
-            counts += _counts(size, LENGTH_EDGES)
-            total_bytes += int(size.sum())
-            lang = batch["lang"].to_pylist() if "lang" in batch else [None] * len(size)
-            found.update(NO_LANG if x is None else x for x in lang)
-            if not any(e["domain"] == domain for e in examples) and len(examples) < MAX_EXAMPLES and len(size):
-                text = batch["text"][0].as_py()
-                examples.append({"domain": domain, "id": batch["id"][0].as_py(), "lang": lang[0],
-                                 "url": batch["url"][0].as_py() if "url" in batch else None,
-                                 "bytes": int(size[0]), "text": text[:EXAMPLE_CHARS],
-                                 "truncated": len(text) > EXAMPLE_CHARS})
-            add_ppl(batch, "kept")
-            add_groups(batch)
-        langs[domain] = found
-        lengths[domain] = {"counts": counts.tolist(), "docs": v["docs"], "bytes": total_bytes}
+        domain_counts = (counts or {}).get(domain)
+        if domain_counts is None:
+            domain_counts = DomainCounts(ppl_lang)
+            for batch in _batches(root, v["shards"], KEPT_COLUMNS):
+                domain_counts.add(batch)
+        langs[domain] = domain_counts.langs
+        lengths[domain] = {"counts": domain_counts.length.tolist(), "docs": v["docs"], "bytes": domain_counts.bytes}
+        if domain_counts.example is not None and len(examples) < MAX_EXAMPLES:
+            examples.append({"domain": domain, **domain_counts.example})
+        for code, hist in domain_counts.ppl.items():
+            kept_ppl[code] = kept_ppl.get(code, empty) + hist
+        exact.update(domain_counts.exact)
+        near.update(domain_counts.near)
     if "perplexity" in steps:
         for batch in _batches(root, _later_removed(manifest, "perplexity", own=True), ["lang", "ppl"]):
-            add_ppl(batch, "removed")
+            _add_perplexity(removed_ppl, batch, ppl_lang)
     for step, column in (("exact_dedup", "exact_copies"), ("minhash_dedup", "dup_count")):
         if step in steps:
             for batch in _batches(root, _later_removed(manifest, step, own=False), [column]):
-                add_groups(batch)
+                _add_groups(exact, near, batch)
+    ppl = {code: {"kept": kept_ppl.get(code, empty), "removed": removed_ppl.get(code, empty)}
+           for code in {*kept_ppl, *removed_ppl}}
     population = ("every document the step saw" if manifest["keep_removed"] == "all"
                   else "kept documents only: removed ones were not all saved")
     figures: dict[str, Any] = {"funnel": _funnel(manifest)}

@@ -231,6 +231,18 @@ def _shards(lay: Layout, task: str) -> list[dict[str, Any]]:
     return read_json(lay.task_stats(task))["shards"]
 
 
+def _card_counts(lay: Layout, domains: list[str]) -> dict[str, card.DomainCounts]:
+    """What the finalize task of each of ``domains`` counted of its kept documents for the data card, where its
+    stats are still in ``.work`` and hold them (a task finished by an earlier mixlab has none): the card reads the
+    shards of the other domains."""
+    counts: dict[str, card.DomainCounts] = {}
+    for d in domains:
+        path = lay.task_stats(tasks.FinalizeDomainTask(d).id)
+        if path.exists() and "card" in (st := read_json(path)):
+            counts[d] = card.DomainCounts.from_json(st["card"])
+    return counts
+
+
 def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) -> dict[str, Any]:
     recipe = plan.recipe
     collected = tasks.collect_map_stats(lay, plan)
@@ -307,7 +319,7 @@ def _write_outputs(plan: Plan, lay: Layout, domains: list[str], seconds: float) 
     }
     if "langid" in collected["steps"]:
         manifest["languages"] = languages.keep_rates(lay.root, per_domain, collected["steps"]["langid"]["notes"])
-    card.write_card(lay.root, manifest, plots=recipe.model.output.card_plots)
+    card.write_card(lay.root, manifest, plots=recipe.model.output.card_plots, counts=_card_counts(lay, domains))
     write_text_atomic(lay.manifest, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
@@ -322,7 +334,8 @@ def _learned_mixture(recipe: Recipe, lay: Layout, manifest: dict[str, Any]) -> d
     manifest = {**manifest, "mixture": mixture["weights"],
                 "files": sorted([*manifest["files"], *integrity.file_entries(lay.root, [lay.mixture])],
                                 key=lambda f: f["path"])}
-    card.write_card(lay.root, manifest, plots=recipe.model.output.card_plots)
+    card.write_card(lay.root, manifest, plots=recipe.model.output.card_plots,
+                    counts=_card_counts(lay, list(manifest["domains"])))
     write_text_atomic(lay.manifest, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 

@@ -585,17 +585,25 @@ def run_combine(w: Worker, spec: StepSpec) -> None:
 
 
 def run_finalize_domain(w: Worker, domain: str) -> None:
-    """Concatenate one domain's kept documents in input order and cut them into shards."""
+    """Concatenate one domain's kept documents in input order and cut them into shards. The task's stats hold the
+    shards (``shards``) and what the data card counts of their documents (``card``,
+    :meth:`curate.card.DomainCounts.to_json`), counted batch by batch as they are written."""
+    from curate.card import DomainCounts, perplexity_lang
+
     lay, plan = w.layout, w.plan
     cfg = plan.recipe.model.output
     out_schema = plan.output_schema
     writer = ShardWriter(lay.data / domain, lay.root, out_schema, cfg.compression, cfg.shard_docs, cfg.shard_bytes,
                          estimate_tokens=True)
+    counts = DomainCounts(perplexity_lang(plan.recipe.to_dict()["steps"]))
     for f in lay.unit_files(lay.final_dir(domain)):
         for t in iter_ipc(f, plan.recipe.model.executor.batch_size):
-            writer.write(t.select(out_schema.names))
+            t = t.select(out_schema.names)
+            writer.write(t)
+            counts.add(t)
     shards = writer.close()
-    _finish(lay, FinalizeDomainTask(domain).id, {"shards": shards}, [lay.root / s["path"] for s in shards])
+    _finish(lay, FinalizeDomainTask(domain).id, {"shards": shards, "card": counts.to_json()},
+            [lay.root / s["path"] for s in shards])
 
 
 def run_finalize_side(w: Worker, task: str, work: Path, target: Path, schema: pa.Schema | None,
