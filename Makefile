@@ -26,7 +26,7 @@ venv: $(STAMP)
 # numba's JIT; without a C compiler curate falls back to the JIT.
 KERNELS := curate/_lsh_aot.json
 kernels: $(KERNELS)
-$(KERNELS): curate/lsh_kernels.py $(STAMP)
+$(KERNELS): curate/lsh_kernels.py curate/lsh_aot.py $(STAMP)
 	$(PY) -m curate.lsh_aot || echo "make: curate's MinHash loops were not built ahead of time; curate uses numba's JIT"
 
 # KenLM's estimator (lmplz, build_binary) is in no wheel: build it from the kenlm sdist (needs cmake and Boost).

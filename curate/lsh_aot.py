@@ -6,8 +6,8 @@ a few milliseconds and does not import numba at all. ``make`` builds it (``pytho
 C compiler); without it, or when it no longer matches ``lsh_kernels.py``, ``curate.lsh`` uses numba's just-in-time
 compiled loops as before: the same functions, the same bits, 0.9 s later.
 
-The build writes ``_lsh_aot.<python tag>.so`` and ``_lsh_aot.json`` (the sha256 of ``lsh_kernels.py`` and of the
-extension, the numba, NumPy and Python versions it was built with) into ``curate/``; :func:`load` uses the
+The build writes ``_lsh_aot.<python tag>.so`` and ``_lsh_aot.json`` (the sha256 of ``lsh_kernels.py`` with this
+file, and of the extension, the numba, NumPy and Python versions it was built with) into ``curate/``; :func:`load` uses the
 extension only when every one of those still holds. ``numba.pycc`` is pending deprecation in numba (a replacement
 is being developed); numba is pinned, and the loader falls back to the JIT if the build ever stops working.
 """
@@ -58,7 +58,7 @@ def _expected(directory: Path) -> dict[str, str]:
     from curate import lsh
 
     constants = f"{lsh.WORD},{lsh.SEP},{lsh.OWN},{lsh.IDENTITY},{lsh.EXACT}"
-    source = hashlib.sha256(KERNELS_SOURCE.read_bytes() + constants.encode()).hexdigest()
+    source = hashlib.sha256(KERNELS_SOURCE.read_bytes() + Path(__file__).read_bytes() + constants.encode()).hexdigest()
     return {"kernels_sha256": source, "numba": _numba_version(), "numpy": numpy.__version__,
             "python": sys.implementation.cache_tag, "extension": extension_path(directory).name}
 
@@ -82,7 +82,15 @@ def build(directory: Path = HERE) -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NumbaPendingDeprecationWarning: see the module docstring
-        from numba.pycc import CC
+        from numba.pycc import CC, compiler
+
+    class ReleaseGIL(compiler.Flags):  # type: ignore[misc, name-defined]
+        """The flags pycc compiles every export with, plus the GIL released around each call, as ``nogil=True``
+        does for the JIT (the loops touch no Python object): a reader thread runs meanwhile."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
 
     directory.mkdir(parents=True, exist_ok=True)
     target = extension_path(directory)
@@ -92,10 +100,14 @@ def build(directory: Path = HERE) -> Path:
         cc.verbose = False
         for name, signature in SIGNATURES.items():
             cc.export(name, signature)(getattr(lsh_kernels, name).py_func)
+        plain_flags = compiler.Flags
+        compiler.Flags = ReleaseGIL
         try:
             cc.compile()
         except Exception as e:  # distutils/setuptools: CompileError, LinkError, no compiler found...
             raise RuntimeError(f"building {target.name} failed: {type(e).__name__}: {e}") from e
+        finally:
+            compiler.Flags = plain_flags
         built = Path(tmp) / target.name
         meta = {**_expected(directory), "extension_sha256": _sha256(built)}
         meta_tmp = Path(tmp) / f"{NAME}.json"

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -84,3 +85,30 @@ def test_with_the_extension_a_large_minhash_run_never_starts_numba(aot_loops: Mo
     hashes, _ = lsh.shingle_hashes(pa.array(["one two three four five six"] * 3), 5)
 
     assert gate._loader is None and gate.source == "aot" and len(hashes) == 6
+
+
+def test_the_extension_releases_the_gil_while_a_loop_runs(aot_loops: ModuleType) -> None:
+    text = pa.array(["one two three four five six seven " * 40] * 2000)
+    data, offsets = lsh._utf8_buffers(text)
+    t = lsh.shingle_tables()
+    args = (data, offsets, t["classes"], lsh._position_multipliers(5, 0), t["rule"], t["exp_off"], t["exp_data"], True)
+    steps, seen, done = [0], [], threading.Event()
+
+    def call() -> None:
+        seen.append(steps[0])
+        aot_loops.shingle_hashes(*args)
+        seen.append(steps[0])  # what this thread's steps reached while the loop ran
+        done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)  # a thread holding the GIL keeps it for the whole call
+    try:
+        worker = threading.Thread(target=call)
+        worker.start()
+        while not done.is_set():
+            steps[0] += 1
+        worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert seen[1] - seen[0] > 1000
