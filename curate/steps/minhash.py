@@ -344,8 +344,8 @@ class MinhashDedup(GlobalStep):
             if kept_t.num_rows:
                 bl = kept_t["bands"].combine_chunks()
                 per = np.diff(bl.offsets.to_numpy())
-                bands_w.write(pa.table({"band_key": bl.values,
-                                        "band": pa.array(np.concatenate([np.arange(k) for k in per]).astype(np.uint16)),
+                band = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
+                bands_w.write(pa.table({"band_key": bl.values, "band": pa.array(band.astype(np.uint16)),
                                         "row": pa.array(np.repeat(np.arange(row, row + kept_t.num_rows), per))}))
             row += kept_t.num_rows
         docs_w.close()
