@@ -34,6 +34,7 @@ KERNELS_SOURCE = HERE / "lsh_kernels.py"
 SIGNATURES = {
     "shingle_hashes": "Tuple((u8[::1], i8[::1], b1[::1]))(u1[::1], i8[::1], u1[::1], u8[::1], i4[::1], i8[::1], "
                       "u1[::1], b1)",
+    "shingle_sets": "Tuple((u4[::1], i8[::1]))(u8[::1], i8[::1])",
     "oph_signatures": "u4[:, ::1](u8[::1], i8[::1], i8, u8, i8[:, ::1], u4)",
     "kperm_signatures": "u4[:, ::1](u8[::1], i8[::1], u8[::1], u8[::1], u4)",
     "intersections": "i8[::1](u4[::1], i8[::1], u4[::1], i8[::1])",

@@ -157,6 +157,48 @@ def shingle_hashes(data: np.ndarray, offsets: np.ndarray, classes: np.ndarray, m
 
 
 @njit(cache=True, nogil=True)
+def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per document, the sorted distinct high 32 bits of its shingle hashes, concatenated, and per-document
+    offsets into them: a least-significant-digit radix sort per document (four passes of 8 bits), then one pass
+    that drops repeats."""
+    n_docs = len(offsets) - 1
+    out = np.empty(len(hashes), dtype=np.uint32)
+    new_off = np.zeros(n_docs + 1, dtype=np.int64)
+    most = 1
+    for d in range(n_docs):
+        most = max(most, offsets[d + 1] - offsets[d])
+    a = np.empty(most, dtype=np.uint32)
+    b = np.empty(most, dtype=np.uint32)
+    count = np.empty(256, dtype=np.int64)
+    n = 0
+    for d in range(n_docs):
+        lo, m = offsets[d], offsets[d + 1] - offsets[d]
+        if m:
+            for s in range(m):
+                a[s] = np.uint32(hashes[lo + s] >> _S32)
+            for shift in range(0, 32, 8):
+                count[:] = 0
+                for s in range(m):
+                    count[(a[s] >> shift) & 0xFF] += 1
+                total = 0
+                for k in range(256):
+                    total, count[k] = total + count[k], total
+                for s in range(m):
+                    k = (a[s] >> shift) & 0xFF
+                    b[count[k]] = a[s]
+                    count[k] += 1
+                a, b = b, a
+            out[n] = a[0]
+            n += 1
+            for s in range(1, m):
+                if a[s] != a[s - 1]:
+                    out[n] = a[s]
+                    n += 1
+        new_off[d + 1] = n
+    return out[:n].copy(), new_off
+
+
+@njit(cache=True, nogil=True)
 def oph_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: np.uint64, probes: np.ndarray,
                    empty: np.uint32) -> np.ndarray:
     """One-permutation hashing with optimal densification; ``probes[a, c]`` is the bin an empty bin ``c`` borrows

@@ -123,6 +123,18 @@ def test_numpy_signatures_are_the_compiled_bits(num_perm: int, compiled_loops: s
     assert (oph[0][-2] == lsh.EMPTY).all()  # the empty document
 
 
+def test_numpy_shingle_sets_are_the_compiled_ones(compiled_loops: str) -> None:
+    hashes, offsets = lsh.shingle_hashes(pa.array(TRICKY * 20 + ["", "a b", "x x x x x x x x x x"]), 5, seed=3,
+                                         compiled=False)
+
+    twin = lsh.shingle_sets(hashes, offsets, compiled=False)
+    compiled = lsh.shingle_sets(hashes, offsets, compiled=True)
+
+    assert np.array_equal(twin[0], compiled[0]) and np.array_equal(twin[1], compiled[1])
+    assert np.diff(twin[1])[-1] == 1 and np.diff(twin[1])[-3] == 0  # one distinct shingle; an empty document
+    assert all((np.diff(twin[0][a:b].astype(np.int64)) > 0).all() for a, b in zip(twin[1][:-1], twin[1][1:]))
+
+
 def test_numpy_verification_merges_and_gathers_are_the_compiled_ones(compiled_loops: str) -> None:
     rng = np.random.default_rng(0)
     sets_a = [np.unique(rng.integers(0, 90, k)).astype(np.uint32) for k in rng.integers(0, 70, 400)]
