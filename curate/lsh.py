@@ -501,13 +501,16 @@ def recall_bands(threshold: float, num_perm: int, recall: float = 0.99) -> tuple
     xs = np.linspace(0.0, 1.0, 2001)
     below = xs[xs <= threshold]  # only the false-positive area is needed: computed as _fp_fn does, on half the grid
     best, opt = float("inf"), None
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            if 1.0 - (1.0 - threshold ** r) ** b < recall:
-                continue
-            fp = float(np.trapezoid(1.0 - (1.0 - below ** r) ** b, below)) if len(below) > 1 else 0.0
-            if fp < best:
-                best, opt = fp, (b, r)
+    for b in range(1, num_perm + 1):  # for a given b, the area shrinks as r grows: the largest r that keeps recall
+        feasible = [r for r in range(1, num_perm // b + 1) if 1.0 - (1.0 - threshold ** r) ** b >= recall]
+        if not feasible:
+            continue
+        if len(below) < 2:  # no area to compare: the first feasible banding
+            return b, feasible[0]
+        r = feasible[-1]
+        fp = float(np.trapezoid(1.0 - (1.0 - below ** r) ** b, below))
+        if fp < best:
+            best, opt = fp, (b, r)
     return opt or (num_perm, 1)
 
 

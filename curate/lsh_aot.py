@@ -7,8 +7,9 @@ C compiler); without it, or when it no longer matches ``lsh_kernels.py``, ``cura
 compiled loops as before: the same functions, the same bits, 0.9 s later.
 
 The build writes ``_lsh_aot.<python tag>.so`` and ``_lsh_aot.json`` (the sha256 of ``lsh_kernels.py`` with this
-file, and of the extension, the numba, NumPy and Python versions it was built with) into ``curate/``; :func:`load` uses the
-extension only when every one of those still holds. ``numba.pycc`` is pending deprecation in numba (a replacement
+file, and of the extension, the NumPy and Python it was built for, and for information the numba that built it)
+into ``curate/``; :func:`load` uses the extension only when every one of those but numba's version still holds
+(another numba would compile the same source to the same results). ``numba.pycc`` is pending deprecation in numba (a replacement
 is being developed); numba is pinned, and the loader falls back to the JIT if the build ever stops working.
 """
 
@@ -60,17 +61,8 @@ def _expected(directory: Path) -> dict[str, str]:
 
     constants = f"{lsh.WORD},{lsh.SEP},{lsh.OWN},{lsh.IDENTITY},{lsh.EXACT}"
     source = hashlib.sha256(KERNELS_SOURCE.read_bytes() + Path(__file__).read_bytes() + constants.encode()).hexdigest()
-    return {"kernels_sha256": source, "numba": _numba_version(), "numpy": numpy.__version__,
-            "python": sys.implementation.cache_tag, "extension": extension_path(directory).name}
-
-
-def _numba_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("numba")
-    except PackageNotFoundError:
-        return "absent"
+    return {"kernels_sha256": source, "numpy": numpy.__version__, "python": sys.implementation.cache_tag,
+            "extension": extension_path(directory).name}
 
 
 def build(directory: Path = HERE) -> Path:
@@ -110,7 +102,9 @@ def build(directory: Path = HERE) -> Path:
         finally:
             compiler.Flags = plain_flags
         built = Path(tmp) / target.name
-        meta = {**_expected(directory), "extension_sha256": _sha256(built)}
+        import numba
+
+        meta = {**_expected(directory), "extension_sha256": _sha256(built), "built_by_numba": numba.__version__}
         meta_tmp = Path(tmp) / f"{NAME}.json"
         meta_tmp.write_text(json.dumps(meta, indent=1) + "\n")
         os.replace(built, target)

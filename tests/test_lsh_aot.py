@@ -38,11 +38,11 @@ def test_an_extension_built_from_other_kernel_source_is_not_used(built_copy: Pat
     assert lsh_aot.load(built_copy) is None
 
 
-def test_an_extension_built_with_another_numba_is_not_used(built_copy: Path) -> None:
+def test_an_extension_built_for_another_numpy_is_not_used(built_copy: Path) -> None:
     meta = json.loads((built_copy / "_lsh_aot.json").read_text())
-    (built_copy / "_lsh_aot.json").write_text(json.dumps({**meta, "numba": "0.1.0"}))
+    (built_copy / "_lsh_aot.json").write_text(json.dumps({**meta, "numpy": "1.26.0"}))
 
-    assert "stale: built for numba '0.1.0'" in (lsh_aot.why_not(built_copy) or "")
+    assert "stale: built for numpy '1.26.0'" in (lsh_aot.why_not(built_copy) or "")
 
 
 def test_a_damaged_extension_is_caught_by_its_checksum_and_not_loaded(built_copy: Path) -> None:

@@ -260,3 +260,17 @@ def test_against_an_index_built_with_other_params_fails_before_work(tmp_path: Pa
                          "steps": [{"minhash_dedup": {"against": [str(tmp_path / "nope")]}}]})
     with pytest.raises(ConfigError, match="has no MinHash index"):
         build_plan(load_recipe(path))
+
+
+@pytest.mark.parametrize("threshold, num_perm, recall", [(0.8, 128, 0.99), (0.5, 64, 0.9), (0.95, 256, 0.999),
+                                                           (0.3, 16, 0.99), (0.0004, 8, 0.001)])
+def test_recall_bands_is_the_smallest_false_positive_area_among_bandings_that_keep_recall(
+        threshold: float, num_perm: int, recall: float) -> None:
+    xs = np.linspace(0.0, 1.0, 2001)
+    below = xs[xs <= threshold]
+    feasible = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)
+                if 1.0 - (1.0 - threshold ** r) ** b >= recall]
+    area = [float(np.trapezoid(1.0 - (1.0 - below ** r) ** b, below)) if len(below) > 1 else 0.0
+            for b, r in feasible]
+
+    assert lsh.recall_bands.__wrapped__(threshold, num_perm, recall) == feasible[int(np.argmin(area))]
