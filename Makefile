@@ -23,11 +23,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # curate's compiled MinHash loops, built ahead of time (curate/lsh_aot.py): ~0.9 s less per curate process than
-# numba's JIT; without a C compiler curate falls back to the JIT.
-KERNELS := curate/_lsh_aot.json
-kernels: $(KERNELS)
-$(KERNELS): curate/lsh_kernels.py curate/lsh_aot.py $(STAMP)
-	$(PY) -m curate.lsh_aot || echo "make: curate's MinHash loops were not built ahead of time; curate uses numba's JIT"
+# numba's JIT; without a C compiler curate falls back to the JIT. Checked on every make (a no-op when the extension
+# still matches the source, NumPy and Python), so a pull or an upgrade rebuilds it.
+kernels: $(STAMP)
+	@$(PY) -m curate.lsh_aot || echo "make: curate's MinHash loops were not built ahead of time; curate uses numba's JIT"
 
 # KenLM's estimator (lmplz, build_binary) is in no wheel: build it from the kenlm sdist (needs cmake and Boost).
 kenlm: $(KENLM)/bin/lmplz
@@ -52,7 +51,7 @@ $(QS_LM)/lm.binary: recipes/data/quickstart/wiki/wiki_demo.txt | $(KENLM)/bin/lm
 	$(VENV)/bin/curate lm train --input recipes/data/quickstart/wiki/wiki_demo.txt --lang en --order 4 \
 	  --vocab-size 8000 --prune 0 1 1 --out $(QS_LM)
 
-demo: $(STAMP) $(KERNELS) $(QS_LM)/lm.binary
+demo: $(STAMP) kernels $(QS_LM)/lm.binary
 	$(VENV)/bin/curate run recipes/quickstart.yaml --fresh
 	$(VENV)/bin/curate inspect out/quickstart
 	$(VENV)/bin/curate card out/quickstart --out data_cards/quickstart.md
@@ -72,15 +71,15 @@ demo: $(STAMP) $(KERNELS) $(QS_LM)/lm.binary
 # under $(CARDS_OUT) so that the demo's corpora stay as they are.
 CARDS_OUT ?= out/cards
 CARD_RECIPES := quickstart zh_en_code common_crawl
-cards: $(STAMP) $(KERNELS) $(QS_LM)/lm.binary
+cards: $(STAMP) kernels $(QS_LM)/lm.binary
 	@for r in $(CARD_RECIPES); do \
 	  $(VENV)/bin/curate --quiet run recipes/$$r.yaml --output $(CARDS_OUT)/$$r --fresh && \
 	  $(VENV)/bin/curate card $(CARDS_OUT)/$$r --out data_cards/$$r.md || exit 1; done
 
-test: $(STAMP) $(KERNELS) kenlm
+test: $(STAMP) kernels kenlm
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q
 
-bench: $(STAMP) $(KERNELS)
+bench: $(STAMP) kernels
 	$(PY) benchmarks/pipeline.py
 
 clean:

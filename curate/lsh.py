@@ -83,10 +83,16 @@ class _Kernels:
             return
         self._aot_checked = True
         from curate import lsh_aot
+        from mixlab.logs import log
 
         module = lsh_aot.load()
         if module is not None and self.module is None:
             self.module, self.source = module, "aot"
+        elif module is None:
+            reason = lsh_aot.status()
+            (log.debug if reason and reason.startswith("not built") else log.warning)(
+                f"curate's ahead-of-time MinHash loops {lsh_aot.extension_path().name}: {reason}; numba's JIT "
+                "runs them instead (~0.9 s more per process that shingles over 2 MB)")
 
     def preload(self) -> None:
         """Start loading the compiled loops in a background thread (once per process), so that numba's start
@@ -299,7 +305,8 @@ def _hash_strings(words: pa.Array) -> np.ndarray:
     n = len(words)
     if n == 0:
         return np.zeros(0, U64)
-    offsets = np.frombuffer(words.buffers()[1], dtype=np.int32, count=n + 1).astype(np.int64)
+    large = pa.types.is_large_string(words.type) or pa.types.is_large_binary(words.type)
+    offsets = np.frombuffer(words.buffers()[1], dtype=np.int64 if large else np.int32, count=n + 1).astype(np.int64)
     data = _BYTE_MAP[np.frombuffer(words.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]]
     offsets -= offsets[0]
     lengths = np.diff(offsets)

@@ -67,10 +67,11 @@ def _expected(directory: Path) -> dict[str, str]:
 
 def build(directory: Path = HERE) -> Path:
     """Compile the loops of ``lsh_kernels`` (``SIGNATURES``) into ``directory``'s extension and write its
-    ``_lsh_aot.json``; both are replaced atomically. Returns the extension's path.
+    ``_lsh_aot.json``, each replaced atomically (the json's checksum ties the pair together). Returns the
+    extension's path.
 
-    Raises RuntimeError (with the compiler's message) when numba's ahead-of-time compiler or a C compiler is
-    missing."""
+    Raises RuntimeError (with the compiler's message) when numba's ahead-of-time compiler or the C compiler fails,
+    OSError when ``directory`` cannot be written."""
     from curate import lsh_kernels
 
     with warnings.catch_warnings():
@@ -113,65 +114,98 @@ def build(directory: Path = HERE) -> Path:
 
 
 def why_not(directory: Path = HERE) -> str | None:
-    """None when the extension in ``directory`` may be loaded; else why not (absent, built from other
-    ``lsh_kernels`` source or with other numba/NumPy/Python, damaged)."""
+    """None when the extension in ``directory`` may be loaded; else why not, in one line (absent, built from other
+    ``lsh_kernels`` source or for another NumPy/Python, damaged, unreadable)."""
     meta_path, ext = directory / f"{NAME}.json", extension_path(directory)
     if not meta_path.exists() or not ext.exists():
         return "not built (python -m curate.lsh_aot builds it)"
     try:
         meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"a JSON {type(meta).__name__}, not an object")
+        for key, want in _expected(directory).items():
+            if meta.get(key) != want:
+                return (f"stale: built for {key} {meta.get(key)!r}, now {want!r} (python -m curate.lsh_aot rebuilds "
+                        "it)")
+        if meta.get("extension_sha256") != _sha256(ext):
+            return f"{ext.name} does not match its checksum in {meta_path.name} (damaged or replaced)"
     except (OSError, ValueError) as e:
-        return f"{meta_path.name} unreadable: {e}"
-    for key, want in _expected(directory).items():
-        if meta.get(key) != want:
-            return f"stale: built for {key} {meta.get(key)!r}, now {want!r} (python -m curate.lsh_aot rebuilds it)"
-    if meta.get("extension_sha256") != _sha256(ext):
-        return f"{ext.name} does not match its checksum in {meta_path.name} (damaged or replaced)"
+        return f"unreadable ({type(e).__name__}: {e}); python -m curate.lsh_aot rebuilds it"
     return None
+
+
+_failed: dict[Path, str] = {}
+"""directories whose extension passed :func:`why_not` but would not load in this process, and why"""
 
 
 def load(directory: Path = HERE) -> ModuleType | None:
     """The ahead-of-time compiled loops of ``directory`` (same names and results as ``lsh_kernels``'), or None
-    when :func:`why_not` gives a reason not to use them."""
-    if why_not(directory) is not None:
+    when :func:`why_not` gives a reason not to use them or the extension does not load here (e.g. a file system
+    mounted noexec, or a node whose C library is older than the one it was built against: :func:`why_not` then
+    names the loader's error)."""
+    if why_not(directory) is not None or directory in _failed:
         return None
-    name = f"curate.{NAME}" if directory == HERE else f"{NAME}_{hashlib.sha256(str(directory).encode()).hexdigest()[:8]}"
+    # the last part of the name must be NAME (the extension's init function is named after it)
+    name = f"curate.{NAME}" if directory == HERE else \
+        f"curate_lsh_aot_{hashlib.sha256(str(directory).encode()).hexdigest()[:8]}.{NAME}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, extension_path(directory))
-    if spec is None or spec.loader is None:
+    try:
+        spec = importlib.util.spec_from_file_location(name, extension_path(directory))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except (ImportError, OSError) as e:
+        _failed[directory] = f"does not load here ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
         return None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     sys.modules[name] = module
     return module
+
+
+def status(directory: Path = HERE) -> str | None:
+    """None when the extension in ``directory`` loads; else why not (:func:`why_not`, or the loader's error)."""
+    reason = why_not(directory)
+    if reason is None and load(directory) is None:
+        reason = _failed.get(directory, "does not load here")
+    return reason
+
+
+def _c_compiler() -> str | None:
+    import shutil
+
+    return next((c for c in (os.environ.get("CC", ""), "cc", "gcc", "clang") if c and shutil.which(c)), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m curate.lsh_aot",
                                  description="Build curate's compiled MinHash loops ahead of time (needs a C compiler).")
     ap.add_argument("--dir", type=Path, default=HERE, help="where to write the extension (default: curate/)")
-    ap.add_argument("--check", action="store_true", help="only say whether the extension there is usable")
+    ap.add_argument("--check", action="store_true", help="only say whether the extension there loads")
     args = ap.parse_args(argv)
+    where = extension_path(args.dir)
     if args.check:
-        reason = why_not(args.dir)
-        print(f"{extension_path(args.dir)}: {reason or 'usable'}")
+        reason = status(args.dir)
+        print(f"{where}: {reason or 'usable'}")
         return 0 if reason is None else 1
-    if why_not(args.dir) is None:
-        print(f"{extension_path(args.dir)}: up to date")
+    if status(args.dir) is None:
+        print(f"{where}: up to date")
         return 0
+    fallback = "curate uses numba's JIT instead (~0.9 s more per process)"
+    if _c_compiler() is None:
+        print(f"python -m curate.lsh_aot: error: no C compiler (cc, gcc or clang) to build {where.name}; {fallback}",
+              file=sys.stderr)
+        return 1
     started = time.perf_counter()
     try:
         path = build(args.dir)
-    except RuntimeError as e:
-        print(f"python -m curate.lsh_aot: error: {e}; curate falls back to numba's JIT (~0.9 s more per process)",
-              file=sys.stderr)
+    except (RuntimeError, OSError) as e:
+        print(f"python -m curate.lsh_aot: error: {str(e).splitlines()[0]}; {fallback}", file=sys.stderr)
         return 1
     print(f"{path}: built in {time.perf_counter() - started:.0f} s")
     return 0
 
 
-__all__ = ["SIGNATURES", "build", "load", "why_not", "extension_path"]
+__all__ = ["SIGNATURES", "build", "load", "why_not", "status", "extension_path"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -253,7 +253,7 @@ class RecipeModel(Strict):
     mixture: Mixture = Mixture()
     output: Output = Field(description="where and how the corpus is written")
     executor: Executor = Executor()
-    seed: int = Field(default=0, description="decides sampling (keep_removed: sample N); the same recipe and seed "
+    seed: int = Field(default=0, ge=0, description="decides sampling (keep_removed: sample N); the same recipe and seed "
                                              "give the same shards")
 
 

@@ -1,11 +1,13 @@
-"""The ahead-of-time compiled MinHash loops (``curate.lsh_aot``): used only when they match ``lsh_kernels.py``,
-the numba/NumPy/Python they were built with and their own checksum; otherwise numba's JIT runs the same loops.
+"""The ahead-of-time compiled MinHash loops (``curate.lsh_aot``): used only when they match ``lsh_kernels.py`` (and
+``lsh_aot.py``), the NumPy and Python they were built for and their own checksum, and load; otherwise numba's JIT
+runs the same loops.
 (That they give the same bits as the JIT and the NumPy twins is held by the ``compiled_loops`` tests of
 ``test_startup`` and ``test_shingles``.)"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -53,6 +55,55 @@ def test_a_damaged_extension_is_caught_by_its_checksum_and_not_loaded(built_copy
 
     assert "does not match its checksum" in (lsh_aot.why_not(built_copy) or "")
     assert lsh_aot.load(built_copy) is None
+
+
+@pytest.mark.parametrize("meta", ["[]", "null", "{truncated", b"\xff\xfe"])
+def test_an_unreadable_or_odd_json_is_a_reason_not_a_crash(built_copy: Path, meta: str | bytes) -> None:
+    path = built_copy / "_lsh_aot.json"
+    path.write_bytes(meta if isinstance(meta, bytes) else meta.encode())
+
+    assert (lsh_aot.why_not(built_copy) or "").startswith("unreadable")
+    assert lsh_aot.load(built_copy) is None
+
+
+def test_a_directory_in_place_of_the_extension_is_a_reason_not_a_crash(built_copy: Path) -> None:
+    ext = lsh_aot.extension_path(built_copy)
+    ext.unlink()
+    ext.mkdir()
+
+    assert (lsh_aot.why_not(built_copy) or "").startswith("unreadable")
+
+
+def test_an_extension_that_passes_its_checks_but_does_not_load_falls_back(tmp_path: Path) -> None:
+    ext = lsh_aot.extension_path(tmp_path)
+    ext.write_bytes(b"\x7fELF not really a shared object")  # as a noexec mount or an older C library would refuse it
+    meta = {**lsh_aot._expected(tmp_path), "extension_sha256": lsh_aot._sha256(ext)}
+    (tmp_path / "_lsh_aot.json").write_text(json.dumps(meta))
+
+    assert lsh_aot.why_not(tmp_path) is None
+    assert lsh_aot.load(tmp_path) is None
+    assert (lsh_aot.status(tmp_path) or "").startswith("does not load here (ImportError")
+
+
+def test_building_where_nothing_can_be_written_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+
+    r = subprocess.run([sys.executable, "-m", "curate.lsh_aot", "--dir", str(tmp_path / "file" / "sub")], cwd=ROOT,
+                       capture_output=True, text=True)
+
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("python -m curate.lsh_aot: error: ") and "Not a directory" in r.stderr
+
+
+def test_building_without_a_c_compiler_is_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CC"}
+    r = subprocess.run([sys.executable, "-m", "curate.lsh_aot", "--dir", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, env={**env, "PATH": str(tmp_path)})
+
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f"python -m curate.lsh_aot: error: no C compiler (cc, gcc or clang) to build "
+        f"{lsh_aot.extension_path(tmp_path).name}; curate uses numba's JIT instead (~0.9 s more per process)"]
 
 
 def test_a_directory_without_the_extension_says_how_to_build_it(tmp_path: Path) -> None:

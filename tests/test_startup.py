@@ -111,6 +111,15 @@ def test_numpy_shingle_hashes_are_the_compiled_bits(ngram: int, compiled_loops: 
     assert np.array_equal(twin[1], compiled[1]) and np.array_equal(twin[0], compiled[0])
 
 
+def test_large_string_text_shingles_as_string_text(compiled_loops: str) -> None:
+    docs = TRICKY * 3
+
+    want = lsh.shingle_hashes(pa.array(docs, pa.string()), 3, seed=2, compiled=False)
+    for compiled in (False, True):
+        got = lsh.shingle_hashes(pa.array(docs, pa.large_string()), 3, seed=2, compiled=compiled)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
 @pytest.mark.parametrize("num_perm", [2, 64, 128])
 def test_numpy_signatures_are_the_compiled_bits(num_perm: int, compiled_loops: str) -> None:
     hashes, offsets = lsh.shingle_hashes(pa.array(TRICKY * 20 + ["", "a b"]), 5, seed=3, compiled=True)

@@ -122,7 +122,7 @@ class MinhashParams(StepParams):
     threshold: float = Field(default=0.8, gt=0, lt=1, description="Jaccard similarity that makes a duplicate")
     bands: int | None = Field(default=None, ge=1)
     rows: int | None = Field(default=None, ge=1)
-    seed: int | None = Field(default=None, description="hash seed; default: the recipe's seed")
+    seed: int | None = Field(default=None, ge=0, description="hash seed; default: the recipe's seed")
     verify: bool = Field(default=True, description="drop candidate pairs whose exact Jaccard is below threshold")
     lsh_recall: float = Field(default=0.99, gt=0, lt=1, description="with verify and no bands/rows given: chance "
                               "that a pair at exactly the threshold becomes a candidate")
