@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -124,6 +125,43 @@ def test_one_worker_runs_every_task_in_the_driver(tmp_path: Path) -> None:
 def test_a_phase_of_several_tasks_runs_on_the_pool(tmp_path: Path) -> None:
     pids, started = _pids(tmp_path, workers=2, n=4)
     assert started and os.getpid() not in pids
+
+
+@dataclass(frozen=True)
+class _FinalWaits:
+    """A finalize task that records its thread and waits (up to a few seconds) until the other tasks of
+    ``arrived`` started: it passes only when they run at once."""
+
+    name: str
+    final: ClassVar[bool] = True
+    started: ClassVar[list[tuple[str, int]]] = []
+    arrived: ClassVar[threading.Barrier | None] = None
+
+    @property
+    def id(self) -> str:
+        return f"finalize/test/{self.name}"
+
+    def reads(self, plan: Plan, lay: Layout) -> tasks.Reads:
+        return ()
+
+    def run(self, worker: tasks.Worker) -> None:
+        _FinalWaits.started.append((self.name, threading.get_ident()))
+        assert _FinalWaits.arrived is not None
+        _FinalWaits.arrived.wait(timeout=5)
+
+
+def test_with_one_worker_a_phase_of_finalize_tasks_runs_on_threads_of_the_driver(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    _FinalWaits.started, _FinalWaits.arrived = [], threading.Barrier(2)
+    plan = _plan(tmp_path, ["normalize"])
+
+    with LocalExecutor(plan, tmp_path / "out", 1) as ex:
+        ex.run("write shards", [_FinalWaits("a"), _FinalWaits("b")])
+        started = ex.pool_started
+
+    assert not started and not _FinalWaits.arrived.broken
+    assert len({thread for _, thread in _FinalWaits.started}) == 2
 
 
 def test_reading_a_recipe_imports_only_the_steps_it_names(tmp_path: Path) -> None:
