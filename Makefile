@@ -24,9 +24,11 @@ venv: $(STAMP)
 
 # curate's compiled MinHash loops, built ahead of time (curate/lsh_aot.py): ~0.9 s less per curate process than
 # numba's JIT; without a C compiler curate falls back to the JIT. Checked on every make (a no-op when the extension
-# still matches the source, NumPy and Python), so a pull or an upgrade rebuilds it.
+# still matches the source, NumPy and Python), so a pull or an upgrade rebuilds it. The packages' bytecode is
+# compiled here too (as pip does for a regular install), so that the first `curate` run does not pay for it.
 kernels: $(STAMP)
 	@$(PY) -m curate.lsh_aot || echo "make: curate's MinHash loops were not built ahead of time; curate uses numba's JIT"
+	@$(PY) -m compileall -q curate mixlab train >/dev/null
 
 # KenLM's estimator (lmplz, build_binary) is in no wheel: build it from the kenlm sdist (needs cmake and Boost).
 kenlm: $(KENLM)/bin/lmplz
