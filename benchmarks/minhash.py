@@ -55,6 +55,7 @@ import random
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -489,6 +490,20 @@ def ratios(runs: list[ToolRun]) -> str:
     return "\n".join(lines)
 
 
+def paired_ratios(walls: dict[str, list[float]]) -> str:
+    """Per round, each peer's whole-process wall over ours' in the same round (the tools take turns, so a pair
+    shares the machine's speed of that minute): median and range over the rounds."""
+    ours = walls.get("ours end-to-end")
+    lines = []
+    for other in ("datasketch", "rensa", "datatrove"):
+        if ours is None or other not in walls:
+            continue
+        pairs = sorted(p / o for p, o in zip(walls[other], ours))
+        lines.append(f"- paired by round, {other} / ours end-to-end, whole process: median "
+                     f"**{statistics.median(pairs):.1f}x** (range {pairs[0]:.1f}-{pairs[-1]:.1f}x over {len(pairs)} rounds)")
+    return "\n".join(lines)
+
+
 def profile_table(path: Path, top: int = 20) -> str:
     stats = pstats.Stats(str(path))
     own = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
@@ -515,7 +530,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tools", default=DEFAULT_TOOLS,
                     help=f"comma-separated subset of {','.join(TOOLS)} (default {DEFAULT_TOOLS})")
     ap.add_argument("--rounds", type=int, default=1, help="time every tool this many times, the tools taking turns; "
-                    "each tool's fastest whole process is reported (default 1)")
+                    "each tool's fastest whole process is reported, and per round the peers' time over ours' (default 1)")
     ap.add_argument("--no-wait", action="store_true", help="time at once even while the machine is busy (the "
                     "cores other processes keep busy are noted in the table)")
     ap.add_argument("--profile", action="store_true", help="cProfile ours end-to-end and print its hottest functions")
@@ -542,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {data.relative_to(ROOT)} ({n:,} documents, {mb:.1f} MB)", flush=True)
     prof = WORK / "ours.prof" if args.profile else None
     best: dict[str, ToolRun] = {}
+    walls: dict[str, list[float]] = {}
     for round_ in range(args.rounds):
         for tool in args.tools.split(","):
             print(f"timing {tool}" + (f" (round {round_ + 1} of {args.rounds})" if args.rounds > 1 else "") + " ...",
@@ -549,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in run_tool(tool, data, not args.no_wait):
                 print(f"  {r.tool}: whole process {r.wall:.2f} s ({r.cpu:.2f} s CPU), inside {r.seconds:.2f} s, "
                       f"other processes {r.extra['other_cores']:.2f} cores", flush=True)
+                walls.setdefault(r.tool, []).append(r.wall)
                 if r.tool not in best or r.wall < best[r.tool].wall:
                     best[r.tool] = r
     runs = list(best.values())
@@ -561,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
              "(wall from start to exit, user + system CPU) and inside (imports excluded)"
              + (f"; {args.rounds} rounds, the tools taking turns, each tool's fastest whole process shown"
                 if args.rounds > 1 else "") + ".", speed_table(runs), ratios(runs)]
+    if args.rounds > 1:
+        parts.append(paired_ratios(walls))
     sig = [r for r in runs if r.tool.startswith("ours signatures")]
     if sig:
         parts.append("Signatures only, split: " + "; ".join(
