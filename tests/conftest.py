@@ -240,6 +240,17 @@ def small_recipe(tmp_path: Path, *sources: dict[str, Any], out: str = "out", nam
     return path
 
 
+def torchrun_train(command: str, config: Path, port: int) -> Any:
+    """``train COMMAND CONFIG`` under torchrun with 2 processes (gloo over loopback, one thread each); the
+    finished subprocess.CompletedProcess (text output captured)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(port), "-m", "train.cli", "--quiet", command, str(config)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+
+
 def run_curate(capsys: Any, *args: Any, quiet: bool = True) -> tuple[int, str]:
     """``curate ARGS`` in this process: its exit code and stderr, which must hold no traceback."""
     from curate.cli import main

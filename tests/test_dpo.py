@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import ROOT, SHARED_DATA, sft_config
+from tests.conftest import ROOT, SHARED_DATA, sft_config, torchrun_train
 from train.cli import main
 
 PAIRS = ROOT / "recipes" / "data" / "dpo" / "gsm8k_pairs.jsonl"
@@ -148,16 +148,9 @@ def test_a_prompt_tuning_method_is_refused_naming_the_key(tmp_path: Path, pretra
 def test_two_processes_with_ddp_train_like_one_process_with_their_joint_batch(tmp_path: Path,
                                                                                pretrained_model: Path) -> None:
     """torchrun (gloo, loopback) with 2 x 2 pairs reads the same pairs as 1 x 4 pairs and averages gradients."""
-    import os
-    import subprocess
-    import sys
-
     ddp = dpo_config(tmp_path / "ddp", pretrained_model, optim={"max_steps": 3, "batch_size": 2})
     single = dpo_config(tmp_path / "one", pretrained_model, optim={"max_steps": 3, "batch_size": 4})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                           "127.0.0.1", "--master_port", "29531", "-m", "train.cli", "--quiet", "dpo", str(ddp)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = torchrun_train("dpo", ddp, port=29531)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _dpo(single) == 0
     two, one = _records(tmp_path / "ddp" / "dpo"), _records(tmp_path / "one" / "dpo")

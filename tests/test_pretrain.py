@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import pretrain_config
+from tests.conftest import pretrain_config, torchrun_train
 from train.cli import main
 
 
@@ -140,18 +140,11 @@ def test_document_masking_trains(tmp_path: Path, quickstart_out: Path, tokenizer
 def test_two_processes_with_ddp_train_like_one_process_with_their_joint_batch(tmp_path: Path, quickstart_out: Path,
                                                                                tokenizer_dir: Path) -> None:
     """torchrun (gloo, loopback) with 2 x batch 2 reads the same sequences as 1 x batch 4 and averages gradients."""
-    import os
-    import subprocess
-    import sys
-
     ddp = pretrain_config(tmp_path / "ddp", quickstart_out, tokenizer_dir, optim={"max_steps": 4, "batch_size": 2},
                           eval={"every": 100}, checkpoint={"every": 100})
     single = pretrain_config(tmp_path / "one", quickstart_out, tokenizer_dir, optim={"max_steps": 4, "batch_size": 4},
                              eval={"every": 100}, checkpoint={"every": 100})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                           "127.0.0.1", "--master_port", "29511", "-m", "train.cli", "--quiet", "pretrain", str(ddp)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = torchrun_train("pretrain", ddp, port=29511)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _run(single) == 0
     a, b = _losses(tmp_path / "ddp" / "run"), _losses(tmp_path / "one" / "run")

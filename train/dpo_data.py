@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from mixlab.errors import ConfigError
 from mixlab.logs import log
 from train import sft_data
 from train.loop import IGNORE
-from train.sft_data import ChatFormat, Message, Problem
+from train.sft_data import ChatFormat, Message, Prepared, Problem
 
 FORMATS = {"prompt": "prompt", "messages": "messages", "sharegpt": "conversations", "alpaca": "instruction"}
 """each record format and the field that tells it; ``prompt`` is also told by ``chosen`` alone (implicit prompt)"""
@@ -71,15 +71,6 @@ class Pair:
     @property
     def tokens(self) -> int:
         return len(self.chosen.ids) + len(self.rejected.ids)
-
-
-@dataclass
-class PreparedPairs:
-    train: list[Pair] = field(default_factory=list)
-    heldout: list[Pair] = field(default_factory=list)
-    summary: dict[str, dict[str, int]] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    unused: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class _Bad(ValueError):
@@ -227,11 +218,11 @@ def encode(prompt: list[Message], answer: Message, chat: ChatFormat, max_len: in
 
 
 def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int, heldout_fraction: float,
-            seed: int) -> PreparedPairs:
+            seed: int) -> Prepared[Pair]:
     """Load, check, split (seeded, by record: the same split as `train sft` makes of a file) and tokenize every
     file; weights repeat or subsample a file's training pairs so each file's share of an epoch follows its weight.
     Raises ConfigError when no training pair is left."""
-    out = PreparedPairs()
+    out: Prepared[Pair] = Prepared()
     per_file: list[tuple[str, float, list[Pair]]] = []
     counts = Counter(path.name for path, _, _ in files)
     for path, fmt, weight in files:
@@ -271,7 +262,7 @@ def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int
     return out
 
 
-def report(prepared: PreparedPairs, level: int = logging.INFO, listed: int = 20) -> None:
+def report(prepared: Prepared[Pair], level: int = logging.INFO, listed: int = 20) -> None:
     """Log the per-file table (records, malformed, dropped because max_len cut an answer away, held out, train
     pairs and tokens, pairs cut to max_len), the first ``listed`` skipped records with file, line and reason, and,
     at WARNING at least, each record field mixlab does not read."""

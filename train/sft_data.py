@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generic, Iterator, TypeVar
 
 import numpy as np
 import xxhash
@@ -677,10 +677,16 @@ class Example:
     name: str
 
 
+Item = TypeVar("Item")
+
+
 @dataclass
-class Prepared:
-    train: list[Example] = field(default_factory=list)
-    heldout: list[Example] = field(default_factory=list)
+class Prepared(Generic[Item]):
+    """What a tuning command's data preparation gives: training and held-out items (SFT examples, DPO pairs), the
+    per-file summary, the skipped records and the unused fields."""
+
+    train: list[Item] = field(default_factory=list)
+    heldout: list[Item] = field(default_factory=list)
     summary: dict[str, dict[str, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     unused: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -710,10 +716,10 @@ def tokenize(conv: Conversation, chat: ChatFormat, max_len: int, train_on: str) 
 
 
 def prepare(files: list[tuple[Path, str, float]], chat: ChatFormat, max_len: int, train_on: str,
-            heldout_fraction: float, seed: int) -> Prepared:
+            heldout_fraction: float, seed: int) -> Prepared[Example]:
     """Load, check, split (seeded, by record) and tokenize every file; weights repeat or subsample a file's
     training examples so each file's share of an epoch follows its weight."""
-    out = Prepared()
+    out: Prepared[Example] = Prepared()
     per_file: list[tuple[str, float, list[Example]]] = []
     for path, fmt, weight in files:
         unused: Counter[str] = Counter()
@@ -789,7 +795,7 @@ def report_problems(problems: list[Problem], unused: dict[str, dict[str, int]], 
                                                  "not read it")
 
 
-def report(prepared: Prepared, level: int = logging.INFO, listed: int = 20) -> None:
+def report(prepared: Prepared[Example], level: int = logging.INFO, listed: int = 20) -> None:
     """Log the per-file table (records, malformed, dropped because max_len cut every assistant token, held out,
     train examples and tokens, examples truncated to max_len) and the first ``listed`` skipped records with file,
     line and reason; then, at WARNING at least, each record field mixlab does not read with the number of records
