@@ -367,7 +367,8 @@ def shingle_hashes(text: pa.ChunkedArray | pa.Array, ngram: int, seed: int = 0, 
     hashes, offsets, exact = k.shingle_hashes(*_utf8_buffers(text), *tables, True)
     if not exact.any():
         return hashes, offsets
-    # documents whose normalization depends on context: NFKC and lowercase by Arrow, then shingled unfolded
+    # documents whose normalization depends on context (or whose expansions outgrow their bytes): NFKC and
+    # lowercase by Arrow, then shingled unfolded
     which = np.flatnonzero(exact)
     again, again_off, _ = k.shingle_hashes(*_utf8_buffers(_nfkc_lower_non_ascii(text.take(pa.array(which)))),
                                            *tables, False)

@@ -141,9 +141,15 @@ _failed: dict[Path, str] = {}
 def load(directory: Path = HERE) -> ModuleType | None:
     """The ahead-of-time compiled loops of ``directory`` (same names and results as ``lsh_kernels``'), or None
     when :func:`why_not` gives a reason not to use them or the extension does not load here (e.g. a file system
-    mounted noexec, or a node whose C library is older than the one it was built against: :func:`why_not` then
+    mounted noexec, or a node whose C library is older than the one it was built against: :func:`status` then
     names the loader's error)."""
-    if why_not(directory) is not None or directory in _failed:
+    return None if why_not(directory) is not None else _import(directory)
+
+
+def _import(directory: Path) -> ModuleType | None:
+    """Import the extension of ``directory`` (checked already); None, with the reason in ``_failed``, when the
+    loader refuses it."""
+    if directory in _failed:
         return None
     # the last part of the name must be NAME (the extension's init function is named after it)
     name = f"curate.{NAME}" if directory == HERE else \
@@ -165,8 +171,8 @@ def load(directory: Path = HERE) -> ModuleType | None:
 def status(directory: Path = HERE) -> str | None:
     """None when the extension in ``directory`` loads; else why not (:func:`why_not`, or the loader's error)."""
     reason = why_not(directory)
-    if reason is None and load(directory) is None:
-        reason = _failed.get(directory, "does not load here")
+    if reason is None and _import(directory) is None:
+        reason = _failed[directory]
     return reason
 
 
