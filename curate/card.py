@@ -194,7 +194,8 @@ def _add_groups(exact: Counter[int], near: Counter[int], batch: Mapping[str, Any
     ``dup_count`` of minhash_dedup; 2 or more)."""
     for column, counter in (("exact_copies", exact), ("dup_count", near)):
         sizes = _floats(batch, column)
-        counter.update(int(s) for s in sizes[sizes >= 2])
+        size, docs = np.unique(sizes[sizes >= 2].astype(np.int64), return_counts=True)
+        counter.update(dict(zip(size.tolist(), docs.tolist())))
 
 
 KEPT_COLUMNS = ["id", "text", "lang", "url", "ppl", "exact_copies", "dup_count"]
